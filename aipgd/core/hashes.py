@@ -1,0 +1,50 @@
+"""Hash functions of the chain: sha256, sha256d, hash160 and X16RV2.
+
+Owns the one place each digest is computed, so that a faster backend can be swapped in
+without touching callers. It must never know about block or transaction layout.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from algomodule.x16rv2 import _x16rv2_hash
+from Crypto.Hash import RIPEMD160
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def sha256d(data: bytes) -> bytes:
+    """Core: Hash() / CHash256, the double SHA-256 behind txids and legacy merkle roots."""
+    return hashlib.sha256(hashlib.sha256(data).digest()).digest()
+
+
+def _ripemd160_hashlib(data: bytes) -> bytes:
+    return hashlib.new("ripemd160", data).digest()
+
+
+def _ripemd160_pycryptodome(data: bytes) -> bytes:
+    return RIPEMD160.new(data).digest()
+
+
+# OpenSSL 3 may drop RIPEMD-160 from its default provider; pycryptodome always has it.
+try:
+    hashlib.new("ripemd160", b"")
+    ripemd160 = _ripemd160_hashlib
+except ValueError:  # pragma: no cover - depends on the OpenSSL build
+    ripemd160 = _ripemd160_pycryptodome
+
+
+def hash160(data: bytes) -> bytes:
+    """Core: Hash160, RIPEMD-160 of SHA-256 (P2PKH/P2SH payloads)."""
+    return ripemd160(hashlib.sha256(data).digest())
+
+
+def x16rv2(header80: bytes) -> bytes:
+    """Ravencoin's X16RV2 over a legacy 80-byte header; returns the internal (LE) digest."""
+    if len(header80) != 80:
+        raise ValueError(f"X16RV2 takes an 80-byte header, got {len(header80)} bytes")
+    digest: bytes = _x16rv2_hash(header80)
+    return digest
