@@ -8,7 +8,6 @@ chosen by nTime, so parsing needs the activation time. Nothing here checks proof
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from aipgd.core.hashes import sha256d, x16rv2
@@ -27,10 +26,6 @@ LEGACY_HEADER_SIZE = 80
 KAWPOW_HEADER_SIZE = 120
 # Smallest possible transaction encoding: version, 0 inputs, 0 outputs, locktime.
 _MIN_TX_SIZE = 10
-
-# (block height, kawpow input header hash, mix hash as printed, nonce) -> final hash as printed.
-KawpowFinalHash = Callable[[int, bytes, bytes, int], bytes]
-
 
 @dataclass(frozen=True)
 class BlockHeader:
@@ -96,34 +91,26 @@ class BlockHeader:
         """The mix hash in the byte order KawPoW prints and returns it."""
         return self.mix_hash[::-1]
 
-    def compute_hash(self, kawpow_final: KawpowFinalHash) -> bytes:
+    @property
+    def hash(self) -> bytes:
         """The block hash (internal byte order).
 
-        Legacy headers: X16RV2 of the 80 bytes. KawPoW headers: the final hash computed
-        from the declared mix (Core: KAWPOWHash_OnlyMix); the mix itself is checked
-        separately by proof-of-work validation.
+        Legacy headers: X16RV2 of the 80 bytes. KawPoW headers: the final hash implied by
+        the declared mix (Core: KAWPOWHash_OnlyMix); whether the mix itself is right is
+        checked by proof-of-work validation, which needs the epoch's light cache.
         """
         cached = self._cache.get("hash")
         if cached is None:
             if self.kawpow:
-                final = kawpow_final(self.height, self.kawpow_input(), self.mix_hash_printed, self.nonce64)
+                # Imported here so that legacy-only users never pay for loading the Numba engine.
+                import kawpow
+
+                final = kawpow.final_hash(self.kawpow_input(), self.mix_hash_printed, self.nonce64)
                 cached = final[::-1]
             else:
                 cached = x16rv2(self.serialize())
             self._cache["hash"] = cached
         return cached
-
-    @property
-    def hash(self) -> bytes:
-        """The block hash; KawPoW headers need the kawpow engine (imported on first use)."""
-        cached = self._cache.get("hash")
-        if cached is not None:
-            return cached
-        if not self.kawpow:
-            return self.compute_hash(_no_kawpow)
-        import kawpow
-
-        return self.compute_hash(kawpow.hash_no_verify)
 
     @property
     def hash_hex(self) -> str:
@@ -132,10 +119,6 @@ class BlockHeader:
     def with_fields(self, **changes: object) -> BlockHeader:
         """A copy with some fields changed (and a fresh hash cache)."""
         return replace(self, _cache={}, **changes)  # type: ignore[arg-type]
-
-
-def _no_kawpow(height: int, header_hash: bytes, mix: bytes, nonce: int) -> bytes:
-    raise AssertionError("legacy headers never need KawPoW")
 
 
 @dataclass(frozen=True)

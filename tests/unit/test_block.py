@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import kawpow
 from aipgd.core.block import KAWPOW_HEADER_SIZE, LEGACY_HEADER_SIZE, Block, BlockHeader
 from aipgd.core.hashes import sha256d
 from aipgd.core.merkle import merkle_root
@@ -57,16 +58,16 @@ def test_layout_is_chosen_by_time() -> None:
         BlockHeader.from_bytes(raw[:80], ACTIVATION)
 
 
-def test_kawpow_block_hash_plumbs_byte_orders() -> None:
+def test_kawpow_block_hash_byte_orders() -> None:
+    """The block hash is the KawPoW final hash as printed; mix_hash is stored byte-reversed."""
     header = kawpow_header()
-    seen: list[tuple[int, bytes, bytes, int]] = []
-
-    def final(height: int, header_hash: bytes, mix: bytes, nonce: int) -> bytes:
-        seen.append((height, header_hash, mix, nonce))
-        return bytes(range(100, 132))
-
-    assert header.compute_hash(final) == bytes(range(131, 99, -1))
-    assert seen == [(181, header.kawpow_input(), header.mix_hash_printed, 0x0123456789ABCDEF)]
+    mix, final = kawpow.hash(header.height, header.kawpow_input(), header.nonce64)
+    sealed = header.with_fields(mix_hash=mix[::-1])
+    assert sealed.mix_hash_printed == mix
+    assert sealed.hash == final[::-1]
+    assert sealed.hash_hex == final.hex()
+    # A different declared mix changes the hash (the final hash commits to the mix).
+    assert header.hash != sealed.hash
 
 
 def test_block_round_trip_and_merkle() -> None:
