@@ -95,6 +95,7 @@ class ChainParams:
     community_autonomous_address: str
     community_autonomous_script: bytes
     # Activation heights.
+    bip34_height: int
     asset_activation_height: int
     messaging_activation_height: int
     restricted_activation_height: int
@@ -228,6 +229,7 @@ def _main() -> ChainParams:
         community_autonomous_percent=5, grid_fee_percent=60, grid_fee_start_height=710000,
         community_autonomous_address=community,
         community_autonomous_script=_community_script(community, _MAIN_PREFIXES),
+        bip34_height=6048,  # Core: BIP34LockedIn
         asset_activation_height=1, messaging_activation_height=1, restricted_activation_height=1,
         burns=_MAIN_BURNS, checkpoints=_checkpoints(_MAIN_CHECKPOINTS),
         default_assume_valid=genesis.hash, minimum_chain_work=0, max_reorganization_depth=60,
@@ -254,6 +256,9 @@ def _test() -> ChainParams:
         community_autonomous_percent=5, grid_fee_percent=0, grid_fee_start_height=0,
         community_autonomous_address=community,
         community_autonomous_script=_community_script(community, _TEST_PREFIXES),
+        # Core leaves BIP34LockedIn unset on testnet; its miner always commits the height,
+        # so enforcing it from the first block after genesis accepts every real block.
+        bip34_height=1,
         asset_activation_height=1, messaging_activation_height=1, restricted_activation_height=1,
         burns=_TEST_BURNS, checkpoints=_checkpoints({}),
         default_assume_valid=genesis.hash, minimum_chain_work=0, max_reorganization_depth=60,
@@ -282,6 +287,7 @@ def _regtest(kawpow_activation_time: int | None) -> ChainParams:
         subsidy_halving_interval=150, coinbase_maturity=100,
         community_autonomous_percent=5, grid_fee_percent=0, grid_fee_start_height=0,
         community_autonomous_address="", community_autonomous_script=b"",
+        bip34_height=1,
         asset_activation_height=0, messaging_activation_height=0, restricted_activation_height=0,
         burns=_TEST_BURNS, checkpoints=_checkpoints({}),
         default_assume_valid=genesis.hash, minimum_chain_work=0, max_reorganization_depth=60,

@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Script verification benchmark: our interpreter against raw libsecp256k1 on the same signatures.
+
+Builds synthetic signed transactions (P2PKH inputs, and 2-of-3 P2SH multisig inputs), then
+verifies every input with `verify_script` (standard flags, sighash midstates shared per tx)
+on 1 and 2 threads, and verifies the same (pubkey, signature, sighash) triples with coincurve
+alone. Prints inputs/s, the interpreter overhead (raw rate / our rate) and the 2-thread
+scaling. Not a test; asserts only that every input verifies.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from coincurve import PrivateKey, PublicKey
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from aipgd.core.hashes import hash160  # noqa: E402
+from aipgd.core.transaction import OutPoint, Transaction, TxIn, TxOut  # noqa: E402
+from aipgd.script.checker import TransactionSignatureChecker  # noqa: E402
+from aipgd.script.errors import ScriptError  # noqa: E402
+from aipgd.script.flags import SIGHASH_ALL, STANDARD_SCRIPT_VERIFY_FLAGS  # noqa: E402
+from aipgd.script.opcodes import Op  # noqa: E402
+from aipgd.script.script import build_script, push_data  # noqa: E402
+from aipgd.script.sighash import PrecomputedTxData, legacy_signature_hash  # noqa: E402
+from aipgd.script.verify import verify_script  # noqa: E402
+
+INPUTS_PER_TX = 2
+AMOUNT = 50_000
+
+# (tx, input index, scriptPubKey spent, txdata)
+Job = tuple[Transaction, int, bytes, PrecomputedTxData]
+# (pubkey, DER signature, sighash)
+RawCheck = tuple[bytes, bytes, bytes]
+
+
+def _key(i: int) -> PrivateKey:
+    return PrivateKey(hashlib.sha256(b"script-bench-key-%d" % i).digest())
+
+
+def _prevout(tag: bytes, i: int) -> OutPoint:
+    return OutPoint(hashlib.sha256(tag + i.to_bytes(4, "little")).digest(), i % 3)
+
+
+def _p2pkh(key_hash: bytes) -> bytes:
+    return build_script(Op.OP_DUP, Op.OP_HASH160, key_hash, Op.OP_EQUALVERIFY, Op.OP_CHECKSIG)
+
+
+def _outputs(seed: int) -> tuple[TxOut, ...]:
+    return (TxOut(AMOUNT - 1000, _p2pkh(hashlib.sha256(b"%d" % seed).digest()[:20])),
+            TxOut(500, build_script(Op.OP_RETURN, b"bench")))
+
+
+def build_p2pkh(n_inputs: int) -> tuple[list[Job], list[RawCheck]]:
+    """Transactions of INPUTS_PER_TX P2PKH inputs each, every input with its own key."""
+    jobs: list[Job] = []
+    raw: list[RawCheck] = []
+    for t in range(n_inputs // INPUTS_PER_TX):
+        keys = [_key(t * INPUTS_PER_TX + j) for j in range(INPUTS_PER_TX)]
+        pubs = [k.public_key.format(compressed=True) for k in keys]
+        spks = [_p2pkh(hash160(p)) for p in pubs]
+        unsigned = Transaction(2, tuple(TxIn(_prevout(b"pkh", t * INPUTS_PER_TX + j), b"", 0xFFFFFFFE)
+                                        for j in range(INPUTS_PER_TX)), _outputs(t), 0)
+        sig_scripts = []
+        for j, key in enumerate(keys):
+            sighash = legacy_signature_hash(spks[j], unsigned, j, SIGHASH_ALL)
+            der = key.sign(sighash, hasher=None)
+            sig_scripts.append(push_data(der + bytes((SIGHASH_ALL,))) + push_data(pubs[j]))
+            raw.append((pubs[j], der, sighash))
+        tx = Transaction(2, tuple(TxIn(txin.prevout, sig_scripts[j], txin.sequence)
+                                  for j, txin in enumerate(unsigned.vin)), unsigned.vout, 0)
+        data = PrecomputedTxData(tx)
+        jobs += [(tx, j, spks[j], data) for j in range(INPUTS_PER_TX)]
+    return jobs, raw
+
+
+def build_multisig(n_inputs: int) -> tuple[list[Job], list[RawCheck]]:
+    """Transactions of INPUTS_PER_TX 2-of-3 P2SH multisig inputs each."""
+    jobs: list[Job] = []
+    raw: list[RawCheck] = []
+    for t in range(n_inputs // INPUTS_PER_TX):
+        spends = []
+        for j in range(INPUTS_PER_TX):
+            keys = [_key(100_000 + 3 * (t * INPUTS_PER_TX + j) + k) for k in range(3)]
+            pubs = [k.public_key.format(compressed=True) for k in keys]
+            redeem = build_script(Op.OP_2, *pubs, Op.OP_3, Op.OP_CHECKMULTISIG)
+            spends.append((keys, pubs, redeem, build_script(Op.OP_HASH160, hash160(redeem), Op.OP_EQUAL)))
+        unsigned = Transaction(2, tuple(TxIn(_prevout(b"msig", t * INPUTS_PER_TX + j), b"", 0xFFFFFFFE)
+                                        for j in range(INPUTS_PER_TX)), _outputs(t), 0)
+        sig_scripts = []
+        for j, (keys, pubs, redeem, _) in enumerate(spends):
+            sighash = legacy_signature_hash(redeem, unsigned, j, SIGHASH_ALL)
+            script_sig = bytes((Op.OP_0,))
+            for k in (0, 1):
+                der = keys[k].sign(sighash, hasher=None)
+                script_sig += push_data(der + bytes((SIGHASH_ALL,)))
+                raw.append((pubs[k], der, sighash))
+            sig_scripts.append(script_sig + push_data(redeem))
+        tx = Transaction(2, tuple(TxIn(txin.prevout, sig_scripts[j], txin.sequence)
+                                  for j, txin in enumerate(unsigned.vin)), unsigned.vout, 0)
+        data = PrecomputedTxData(tx)
+        jobs += [(tx, j, spends[j][3], data) for j in range(INPUTS_PER_TX)]
+    return jobs, raw
+
+
+def verify_jobs(jobs: Sequence[Job]) -> int:
+    ok = 0
+    flags = STANDARD_SCRIPT_VERIFY_FLAGS
+    for tx, n_in, spk, data in jobs:
+        txin = tx.vin[n_in]
+        checker = TransactionSignatureChecker(tx, n_in, AMOUNT, data)
+        if verify_script(txin.script_sig, spk, txin.witness, flags, checker) is ScriptError.SCRIPT_ERR_OK:
+            ok += 1
+    return ok
+
+
+def verify_raw(checks: Sequence[RawCheck]) -> int:
+    return sum(1 for pub, der, sighash in checks if PublicKey(pub).verify(der, sighash, hasher=None))
+
+
+def fresh_jobs(jobs: Sequence[Job]) -> list[Job]:
+    """The same inputs with empty sighash caches, so each timed run does the per-tx work again."""
+    by_tx: dict[int, PrecomputedTxData] = {}
+    return [(tx, n, spk, by_tx.setdefault(id(tx), PrecomputedTxData(tx))) for tx, n, spk, _ in jobs]
+
+
+def timed(work: Callable[[Sequence[object]], int], items: Sequence[object],
+          threads: int) -> tuple[float, int]:
+    """Seconds to run `work` over `items` split in `threads` contiguous chunks."""
+    if threads == 1:
+        start = time.perf_counter()
+        done = work(items)
+        return time.perf_counter() - start, done
+    size = (len(items) + threads - 1) // threads
+    chunks = [items[i:i + size] for i in range(0, len(items), size)]
+    with ThreadPoolExecutor(threads) as pool:
+        start = time.perf_counter()
+        done = sum(pool.map(work, chunks))
+        return time.perf_counter() - start, done
+
+
+def best_of(repeat: int, work: Callable[[Sequence[object]], int], make: Callable[[], Sequence[object]],
+            threads: int, expect: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        seconds, done = timed(work, make(), threads)
+        if done != expect:
+            raise SystemExit(f"only {done} of {expect} verified")
+        best = min(best, seconds)
+    return best
+
+
+def report(name: str, jobs: list[Job], raw: list[RawCheck], repeat: int) -> None:
+    n = len(jobs)
+    rates: dict[tuple[str, int], float] = {}
+    for threads in (1, 2):
+        ours = best_of(repeat, verify_jobs, lambda: fresh_jobs(jobs), threads, n)  # type: ignore[arg-type]
+        base = best_of(repeat, verify_raw, lambda: raw, threads, len(raw))  # type: ignore[arg-type]
+        rates["ours", threads] = n / ours
+        rates["raw", threads] = n / base
+        print(f"{name}: {threads} thread(s): interpreter {n / ours:9.0f} inputs/s, "
+              f"raw libsecp256k1 {n / base:9.0f} inputs/s ({len(raw) // n} verify/input), "
+              f"overhead {base and ours / base:.2f}x")
+    print(f"{name}: 2-thread scaling: interpreter {rates['ours', 2] / rates['ours', 1]:.2f}x, "
+          f"raw {rates['raw', 2] / rates['raw', 1]:.2f}x")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--p2pkh", type=int, default=20_000, help="P2PKH inputs")
+    parser.add_argument("--multisig", type=int, default=5_000, help="2-of-3 P2SH multisig inputs")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best is kept)")
+    args = parser.parse_args()
+    start = time.perf_counter()
+    p2pkh = build_p2pkh(args.p2pkh)
+    multisig = build_multisig(args.multisig)
+    print(f"built {len(p2pkh[0])} P2PKH and {len(multisig[0])} multisig inputs "
+          f"in {time.perf_counter() - start:.1f}s")
+    report("P2PKH", *p2pkh, args.repeat)
+    report("P2SH 2-of-3", *multisig, args.repeat)
+
+
+if __name__ == "__main__":
+    main()
