@@ -123,6 +123,26 @@ class ByteReader:
             raise DeserializationError(what, start, f"size {value} exceeds limit {limit}")
         return value
 
+    def varint(self, what: str = "varint", max_value: int = (1 << 64) - 1) -> int:
+        """Core: ReadVarInt, the MSB base-128 encoding with the "+1 per continuation" trick.
+
+        Values above `max_value` (the C++ integer type's range) are rejected, as Core's
+        "ReadVarInt(): size too large" does, so a forged run of 0x80 bytes cannot grow forever.
+        """
+        start = self._pos
+        n = 0
+        while True:
+            byte = self.u8(what)
+            if n > (max_value >> 7):
+                raise DeserializationError(what, start, "varint too large")
+            n = (n << 7) | (byte & 0x7F)
+            if byte & 0x80:
+                if n == max_value:
+                    raise DeserializationError(what, start, "varint too large")
+                n += 1
+            else:
+                return n
+
     def var_bytes(self, what: str = "byte vector", limit: int = MAX_SIZE) -> bytes:
         n = self.compact_size(what, limit)
         return self.read(n, what)
@@ -166,6 +186,18 @@ def ser_compact_size(n: int) -> bytes:
     if n <= 0xFFFFFFFFFFFFFFFF:
         return b"\xff" + _U64.pack(n)
     raise ValueError(f"compact size too large: {n}")
+
+
+def ser_varint(n: int) -> bytes:
+    """Core: WriteVarInt (used by the UTXO and block-index records, never on the wire)."""
+    if n < 0:
+        raise ValueError(f"varint cannot be negative: {n}")
+    out = bytearray([n & 0x7F])
+    while n > 0x7F:
+        n = (n >> 7) - 1
+        out.append((n & 0x7F) | 0x80)
+    out.reverse()
+    return bytes(out)
 
 
 def ser_var_bytes(b: bytes) -> bytes:
