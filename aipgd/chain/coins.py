@@ -78,7 +78,7 @@ def decompress_amount(x: int) -> int:
         n = x * 10 + d
     else:
         n = x + 1
-    n *= 10**e
+    n *= int(10**e)
     return n & 0xFFFFFFFFFFFFFFFF
 
 
