@@ -19,7 +19,7 @@ from numba import njit, prange
 
 from kawpow.context import EpochContext
 from kawpow.errors import KawpowError
-from kawpow.ethash import FULL_DATASET_ITEM_SIZE, dataset_items_512
+from kawpow.ethash import FULL_DATASET_ITEM_SIZE, dataset_items_512x4
 
 _FORMAT = 1
 _CHUNK_ITEMS = 1 << 15  # 1024-bit items per parallel call (4 MiB); the progress bar moves per chunk
@@ -28,11 +28,22 @@ _CHUNK_ITEMS = 1 << 15  # 1024-bit items per parallel call (4 MiB); the progress
 @njit(cache=True, nogil=True, parallel=True)
 def _build_items(cache64: np.ndarray, cache32: np.ndarray, start: int, out: np.ndarray) -> None:
     # Ethash spec calc_dataset_item, two 512-bit halves per 1024-bit item; items are independent.
-    for i in prange(out.shape[0]):
+    # Each task computes two 1024-bit items (four interleaved 512-bit chains); an odd tail's
+    # extra item is computed into scratch and dropped.
+    count = out.shape[0]
+    for t in prange((count + 1) // 2):
         mix64 = np.empty((4, 8), dtype=np.uint64)
-        mix32 = mix64.view(np.uint32)
         st = np.empty(25, dtype=np.uint64)
-        dataset_items_512(cache64, cache32, np.uint64(start + i) * np.uint64(2), 2, mix64, mix32, st, out[i])
+        tmp = np.empty((4, 8), dtype=np.uint64)
+        i = 2 * t
+        dataset_items_512x4(cache64, cache32, np.uint64(start + i) * np.uint64(2), mix64, st, tmp)
+        for h in range(2):
+            for k in range(8):
+                out[i, h, k] = tmp[h, k]
+        if i + 1 < count:
+            for h in range(2):
+                for k in range(8):
+                    out[i + 1, h, k] = tmp[2 + h, k]
 
 
 def compute_items(ctx: EpochContext, start: int, count: int) -> np.ndarray:

@@ -9,9 +9,12 @@ It must never hold state between calls or pick an epoch on its own: callers pass
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic
 
 from kawpow.keccak import keccak256_words, keccak512_words
 
@@ -28,8 +31,9 @@ L1_CACHE_SIZE = 16 * 1024  # ProgPoW: PROGPOW_CACHE_BYTES, the first 16 KiB of t
 L1_CACHE_WORDS = L1_CACHE_SIZE // 4
 
 FNV_PRIME = np.uint64(0x01000193)
+_P32 = np.uint32(0x01000193)  # FNV_PRIME for the uint32 kernels
+_U32 = np.uint32  # Numba widens uint32 arithmetic to 64 bits: wrap results back to 32
 _M32 = np.uint64(0xFFFFFFFF)
-_ONE = np.uint64(1)
 _FOUR = np.uint64(4)
 
 
@@ -140,47 +144,105 @@ def build_light_cache(epoch: int) -> np.ndarray:
     return cache
 
 
+def _prefetch_typer(typingctx: object, arr: Any, index: Any) -> Any:
+    """``_prefetch(a, i)``: ask the CPU to start loading the cache line of ``a[i]`` (``a`` 1-D, C order).
+
+    A hint (LLVM ``llvm.prefetch``, read, high locality): it never faults and changes no value.
+    """
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and arr.layout == "C"):
+        return None
+    if not isinstance(index, types.Integer):
+        return None
+
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        ptr = builder.gep(ary.data, [args[1]])  # 1-D C-contiguous: element i is data + i
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32])
+        name = "llvm.prefetch.p0i8"  # LLVM re-mangles the suffix for opaque pointers when it parses
+        fn = builder.module.globals.get(name) or ir.Function(builder.module, fnty, name)
+        # arguments: address, rw = 0 (read), locality = 3 (keep in all levels), cache type = 1 (data)
+        flags = [ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)]
+        builder.call(fn, [builder.bitcast(ptr, i8p), *flags])
+        return context.get_dummy_value()
+
+    return types.void(arr, index), codegen
+
+
+_prefetch: Any = intrinsic(_prefetch_typer)
+
+
 @njit(cache=True, nogil=True, inline="always")
-def _fnv1(u: np.uint64, v: np.uint64) -> np.uint64:
-    # FNV-1 as ethash uses it: (u * FNV_PRIME) ^ v on 32-bit words.
-    return ((u * FNV_PRIME) ^ v) & _M32
+def _parent_row(seed: np.uint32, j: np.uint32, word: np.uint32, n: np.uint32) -> np.intp:
+    # Ethash: parent = fnv1(seed ^ j, mix[j % 16]) % items, as the flat index of its first u32 word.
+    return np.intp(_U32(_U32(_U32(seed ^ j) * _P32) ^ word) % n) * 16
 
 
-@njit(cache=True, nogil=True)
-def dataset_items_512(
+@njit(cache=True, nogil=True, boundscheck=False, error_model="numpy")
+def dataset_items_512x4(
     cache64: np.ndarray,
     cache32: np.ndarray,
     first: np.uint64,
-    count: int,
     mix64: np.ndarray,
-    mix32: np.ndarray,
     st: np.ndarray,
     out64: np.ndarray,
 ) -> None:
-    """Compute ``count`` (<= 4) consecutive 512-bit dataset items from ``first`` into ``out64``.
+    """The 4 consecutive 512-bit dataset items ``first .. first+3`` into ``out64`` (4 rows of 8 u64).
 
-    Ethash spec calc_dataset_item with KawPoW's 512 parents. The items are computed
-    interleaved, since each one is a chain of dependent random reads of the light cache.
-    ``mix64``/``mix32`` are one (4, 8) uint64 scratch buffer and its (4, 16) uint32 view.
-    ``out64`` receives ``count`` rows of 8 uint64 words.
+    Ethash spec calc_dataset_item with KawPoW's 512 parents. Each item is a chain of dependent
+    random reads of the light cache, so the four chains run interleaved and software-pipelined:
+    step j+1's parent needs only one word of step j's parent row, so it is computed (and its row
+    prefetched) before step j's full 16-word FNV update. The four cache misses of a step are then
+    in flight together while the CPU does the previous step's arithmetic.
+    ``mix64`` is (4, 8) uint64 C-contiguous scratch; ``cache32`` is the (items, 16) uint32 view.
     """
     nu = np.uint64(cache32.shape[0])
-    for s in range(count):
+    n = _U32(cache32.shape[0])
+    for s in range(4):
         idx = first + np.uint64(s)
         row = idx % nu
         for k in range(8):
             mix64[s, k] = cache64[row, k]
-        mix32[s, 0] ^= idx & _M32
+        mix64[s, 0] ^= idx & _M32  # the item index into the first 32-bit word
         keccak512_words(mix64[s], 8, mix64[s], st)
+    m = mix64.reshape(32).view(np.uint32)  # item s is m[16s : 16s + 16]
+    c = cache32.reshape(cache32.shape[0] * 16)
+    s0 = _U32(first & _M32)
+    s1 = _U32(s0 + _U32(1))
+    s2 = _U32(s0 + _U32(2))
+    s3 = _U32(s0 + _U32(3))
+    b0 = _parent_row(s0, _U32(0), m[0], n)
+    b1 = _parent_row(s1, _U32(0), m[16], n)
+    b2 = _parent_row(s2, _U32(0), m[32], n)
+    b3 = _parent_row(s3, _U32(0), m[48], n)
     for j in range(DATASET_PARENTS):
-        ju = np.uint64(j)
-        jw = j & 15
-        for s in range(count):
-            seed = (first + np.uint64(s)) & _M32
-            parent = _fnv1(seed ^ ju, np.uint64(mix32[s, jw])) % nu
-            for k in range(16):
-                mix32[s, k] = _fnv1(np.uint64(mix32[s, k]), np.uint64(cache32[parent, k]))
-    for s in range(count):
+        # the next step's parents from the one word of this step's rows they depend on
+        # (after the last step this computes and prefetches 4 unused rows: harmless)
+        jn = _U32(j + 1)
+        w = (j + 1) & 15
+        n0 = _parent_row(s0, jn, _U32(m[w] * _P32) ^ c[b0 + w], n)
+        n1 = _parent_row(s1, jn, _U32(m[16 + w] * _P32) ^ c[b1 + w], n)
+        n2 = _parent_row(s2, jn, _U32(m[32 + w] * _P32) ^ c[b2 + w], n)
+        n3 = _parent_row(s3, jn, _U32(m[48 + w] * _P32) ^ c[b3 + w], n)
+        _prefetch(c, n0)
+        _prefetch(c, n1)
+        _prefetch(c, n2)
+        _prefetch(c, n3)
+        # this step's FNV-1 of every word with its parent row: (mix * FNV_PRIME) ^ parent
+        for k in range(16):
+            m[k] = _U32(m[k] * _P32) ^ c[b0 + k]
+        for k in range(16):
+            m[16 + k] = _U32(m[16 + k] * _P32) ^ c[b1 + k]
+        for k in range(16):
+            m[32 + k] = _U32(m[32 + k] * _P32) ^ c[b2 + k]
+        for k in range(16):
+            m[48 + k] = _U32(m[48 + k] * _P32) ^ c[b3 + k]
+        b0 = n0
+        b1 = n1
+        b2 = n2
+        b3 = n3
+    for s in range(4):
         keccak512_words(mix64[s], 8, out64[s], st)
 
 
@@ -190,12 +252,11 @@ def dataset_item_2048(
     cache32: np.ndarray,
     index: np.uint64,
     mix64: np.ndarray,
-    mix32: np.ndarray,
     st: np.ndarray,
     out64: np.ndarray,
 ) -> None:
     """The 2048-bit item ``index`` (ProgPoW reads the dataset in 256-byte items): 4 x 512-bit."""
-    dataset_items_512(cache64, cache32, index * _FOUR, 4, mix64, mix32, st, out64)
+    dataset_items_512x4(cache64, cache32, index * _FOUR, mix64, st, out64)
 
 
 @njit(cache=True, nogil=True)
@@ -205,7 +266,6 @@ def build_l1_cache(cache64: np.ndarray, cache32: np.ndarray, out64: np.ndarray) 
     ``out64`` is (64, 4, 8) uint64 and is filled in dataset order.
     """
     mix64 = np.empty((4, 8), dtype=np.uint64)
-    mix32 = mix64.view(np.uint32)
     st = np.empty(25, dtype=np.uint64)
     for i in range(out64.shape[0]):
-        dataset_item_2048(cache64, cache32, np.uint64(i), mix64, mix32, st, out64[i])
+        dataset_item_2048(cache64, cache32, np.uint64(i), mix64, st, out64[i])

@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
 
 from kawpow import progpow
-from kawpow.api import SearchResult, _be_words, _bytes32, _nonce, _to_bytes
+from kawpow.api import MAX_NONCE, SearchResult, _be_words, _bytes32, _nonce, _to_bytes
 from kawpow.context import EpochContext, check_block_number
 from kawpow.errors import KawpowError
-from kawpow.opencl_kernel import KERNEL_SOURCE
+from kawpow.opencl_kernel import KERNEL_SOURCE, period_kernel_source
 
 DEVICE_ENV = "KAWPOW_OPENCL_DEVICE"
 _MAX_RESULTS = 4
 _RESULT_WORDS = 18
+_PERIOD_GROUP_SIZE = 256  # work-items per group for the per-period kernels: 16 teams of 16 lanes
+_PERIOD_CACHE = 4  # compiled per-period programs kept per hasher
+_PERIOD_LOCAL_BYTES = 20 * 1024  # the L1 cache (16 KiB) and the team scratch, in local memory
+_SEARCH_CHUNK = 1 << 22  # nonces per per-period search launch
 
 
 def _cl() -> Any:
@@ -90,10 +95,20 @@ class OpenCLHasher:
 
     ``use_dag=True`` builds the epoch's full DAG in device memory first (fast hashing; about
     1 GiB at epoch 0), else items are computed from the light cache (slow, like verification).
-    ``dag_items`` overrides the dataset size, for tests on tiny contexts only.
+    With the DAG, hashing uses per-period kernels (the period's program compiled as straight-line
+    source, 16 work-items per hash; compiled on a period's first use and cached) unless
+    ``period_kernels`` is False or the device lacks the local memory; then the generic kernel
+    runs. ``period_kernels`` is also an attribute that may be switched later (benchmarks).
     """
 
-    def __init__(self, ctx: EpochContext, *, device: str | None = None, use_dag: bool = False) -> None:
+    def __init__(
+        self,
+        ctx: EpochContext,
+        *,
+        device: str | None = None,
+        use_dag: bool = False,
+        period_kernels: bool = True,
+    ) -> None:
         cl = self._cl = _cl()
         self.ctx = ctx
         self.device = select_device(device)
@@ -113,6 +128,11 @@ class OpenCLHasher:
             self._dag = self._build_dag()
         else:
             self._dag = cl.Buffer(self.queue.context, mf.READ_ONLY, size=256)
+        group = min(_PERIOD_GROUP_SIZE, int(self.device.max_work_group_size)) // 16 * 16
+        self.period_group_size = group
+        fits = group >= 16 and int(self.device.local_mem_size) >= _PERIOD_LOCAL_BYTES
+        self.period_kernels = bool(period_kernels and use_dag and fits)
+        self._periods: OrderedDict[int, tuple[Any, Any]] = OrderedDict()
 
     @property
     def device_name(self) -> str:
@@ -130,6 +150,49 @@ class OpenCLHasher:
                    np.uint64(first), np.uint64(n), dag)  # fmt: skip
         self.queue.finish()
         return dag
+
+    def _period_kernels(self, period: int) -> tuple[Any, Any]:
+        """(period_hash, period_search) kernels of ``period``, compiled on first use (call locked)."""
+        found = self._periods.get(period)
+        if found is not None:
+            self._periods.move_to_end(period)
+            return found
+        cl = self._cl
+        prog = progpow.Program(period)
+        while True:
+            src = period_kernel_source(prog.cache_ops, prog.math_ops, prog.dag_ops, self.period_group_size)
+            program = cl.Program(self.queue.context, src).build()
+            kernels = (cl.Kernel(program, "period_hash"), cl.Kernel(program, "period_search"))
+            # a kernel using many registers may not run the requested group size: shrink and rebuild
+            limit = min(int(k.get_work_group_info(cl.kernel_work_group_info.WORK_GROUP_SIZE, self.device))
+                        for k in kernels)  # fmt: skip
+            if limit >= self.period_group_size:
+                break
+            if limit < 16:
+                raise KawpowError(f"the per-period kernel cannot run 16 work-items per group here ({limit})")
+            self.period_group_size = limit // 16 * 16
+            self._periods.clear()  # kernels built for the old size require it
+        self._periods[period] = kernels
+        while len(self._periods) > _PERIOD_CACHE:
+            self._periods.popitem(last=False)
+        return kernels
+
+    def _period_args(self, block_number: int, header_hash: bytes) -> tuple[Any, ...]:
+        cl = self._cl
+        ro = cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR
+        header = np.frombuffer(header_hash, dtype="<u4").astype(np.uint32)
+        return (self._l1, self._dag, np.uint32(self.ctx.dataset_items_2048),
+                cl.Buffer(self.queue.context, ro, hostbuf=header))  # fmt: skip
+
+    def _global_size(self, count: int) -> int:
+        g = self.period_group_size
+        return (count + g - 1) // g * g
+
+    def prepare_period(self, block_number: int) -> None:
+        """Compile (and cache) the per-period kernels for ``block_number``'s period ahead of use."""
+        if self.period_kernels:
+            with self._lock:
+                self._period_kernels(check_block_number(block_number) // progpow.PERIOD_LENGTH)
 
     def _common(self, block_number: int, header_hash: bytes) -> tuple[Any, ...]:
         cl = self._cl
@@ -161,8 +224,13 @@ class OpenCLHasher:
         mbuf = cl.Buffer(ctx, cl.mem_flags.WRITE_ONLY, size=mix.nbytes)
         fbuf = cl.Buffer(ctx, cl.mem_flags.WRITE_ONLY, size=final.nbytes)
         with self._lock:
-            args = (*self._common(bn, hh), nbuf, np.uint32(count), mbuf, fbuf)
-            self._k_hash(self.queue, (count,), None, *args)
+            if self.period_kernels:
+                k_hash, _ = self._period_kernels(bn // progpow.PERIOD_LENGTH)
+                args = (*self._period_args(bn, hh), nbuf, np.uint32(count), mbuf, fbuf)
+                k_hash(self.queue, (self._global_size(count),), (self.period_group_size,), *args)
+            else:
+                args = (*self._common(bn, hh), nbuf, np.uint32(count), mbuf, fbuf)
+                self._k_hash(self.queue, (count,), None, *args)
             cl.enqueue_copy(self.queue, mix, mbuf)
             cl.enqueue_copy(self.queue, final, fbuf)
             self.queue.finish()
@@ -193,10 +261,23 @@ class OpenCLHasher:
         rbuf = cl.Buffer(ctx, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR, hostbuf=results)
         bbuf = cl.Buffer(ctx, cl.mem_flags.READ_ONLY | cl.mem_flags.COPY_HOST_PTR, hostbuf=bd)
         with self._lock:
-            self._k_search(self.queue, (iterations,), None, *self._common(bn, hh), np.uint64(start),
-                           np.uint32(iterations), bbuf, rbuf)  # fmt: skip
-            cl.enqueue_copy(self.queue, results, rbuf)
-            self.queue.finish()
+            if self.period_kernels:
+                _, k_search = self._period_kernels(bn // progpow.PERIOD_LENGTH)
+                args = self._period_args(bn, hh)
+                # chunked launches: stop at the first chunk with a hit (hits are ordered by chunk)
+                for off in range(0, iterations, _SEARCH_CHUNK):
+                    n = min(_SEARCH_CHUNK, iterations - off)
+                    k_search(self.queue, (self._global_size(n),), (self.period_group_size,), *args,
+                             np.uint64((start + off) & MAX_NONCE), np.uint32(n), bbuf, rbuf)  # fmt: skip
+                    cl.enqueue_copy(self.queue, results, rbuf)
+                    self.queue.finish()
+                    if results[0]:
+                        break
+            else:
+                self._k_search(self.queue, (iterations,), None, *self._common(bn, hh), np.uint64(start),
+                               np.uint32(iterations), bbuf, rbuf)  # fmt: skip
+                cl.enqueue_copy(self.queue, results, rbuf)
+                self.queue.finish()
         found = min(int(results[0]), _MAX_RESULTS)
         if found == 0:
             return None

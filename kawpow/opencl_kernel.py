@@ -1,13 +1,17 @@
-"""OpenCL C source of the KawPoW kernels (kept as a Python string so it ships with the package).
+"""OpenCL C source of the KawPoW kernels (kept as Python strings so they ship with the package).
 
-Owns the device-side twins of ``keccak.py``, ``ethash.py`` and ``progpow.py``: one work-item
-hashes one nonce, reading 2048-bit items from a DAG buffer (``USE_DAG``) or computing them from
-the light cache. It must never diverge from the Numba kernels: tests compare them bit for bit.
+Owns the device-side twins of ``keccak.py``, ``ethash.py`` and ``progpow.py``. The generic kernels
+hash one nonce per work-item and read the random program from a buffer, with 2048-bit items
+from a DAG buffer (``USE_DAG``) or computed from the light cache. The per-period kernels (DAG
+only, the fast path) are generated source: the period's program as straight-line code, 16
+work-items per hash. It must never diverge from the Numba kernels: tests compare them bit for bit.
 """
 
 from __future__ import annotations
 
-KERNEL_SOURCE = r"""
+import numpy as np
+
+COMMON_SOURCE = r"""
 #define FNV_PRIME 0x01000193u
 #define FNV_OFFSET 0x811c9dc5u
 #define NUM_LANES 16
@@ -101,16 +105,6 @@ void dataset_items(__global const uint *cache, uint n, ulong first, uint count, 
     }
 }
 
-/* 1024-bit DAG items first_item .. first_item + get_global_size(0) - 1 */
-__kernel void build_dag(__global const uint *cache, uint n, ulong first_item, ulong total,
-                        __global uint *dag) {
-    ulong item = first_item + get_global_id(0);
-    if (item >= total) return;
-    uint out[32];
-    dataset_items(cache, n, item * 2, 2, out);
-    for (int k = 0; k < 32; k++) dag[item * 32 + k] = out[k];
-}
-
 inline uint kiss99(uint *z, uint *w, uint *jsr, uint *jcong) {
     *z = 36969u * (*z & 0xffffu) + (*z >> 16);
     *w = 18000u * (*w & 0xffffu) + (*w >> 16);
@@ -144,6 +138,19 @@ inline uint random_merge(uint a, uint b, uint kind, uint rot) {
         case 2: return rotl32(a, rot) ^ b;
         default: return rotr32(a, rot) ^ b;
     }
+}
+
+"""
+
+_GENERIC_KERNELS = r"""
+/* 1024-bit DAG items first_item .. first_item + get_global_size(0) - 1 */
+__kernel void build_dag(__global const uint *cache, uint n, ulong first_item, ulong total,
+                        __global uint *dag) {
+    ulong item = first_item + get_global_id(0);
+    if (item >= total) return;
+    uint out[32];
+    dataset_items(cache, n, item * 2, 2, out);
+    for (int k = 0; k < 32; k++) dag[item * 32 + k] = out[k];
 }
 
 /* prog: 11 x (src, dst, kind, rot), 18 x (src1, src2, math, dst, kind, rot), 4 x (dst, kind, rot) */
@@ -245,3 +252,179 @@ __kernel void search(__global const uint *cache, uint cache_items, __global cons
     for (int i = 0; i < 8; i++) { out[2 + i] = mix[i]; out[10 + i] = fin[i]; }
 }
 """
+
+# The generic kernels: the random program is read from a buffer (light mode and fallback).
+KERNEL_SOURCE = COMMON_SOURCE + _GENERIC_KERNELS
+
+# ---------------------------------------------------------------------------------------------
+# Per-period kernels (DAG mode): the period's random program as straight-line source, compiled
+# once per ProgPoW period. A team of 16 work-items hashes together, one work-item per ProgPoW
+# lane (registers stay private, the item index is broadcast through local memory, the 16 KiB
+# L1 cache lives in local memory). Each work-item owns one nonce for the two Keccak-f[800]
+# passes; its team then runs the 16 nonces of its 16 members one after another.
+# ---------------------------------------------------------------------------------------------
+
+_PERIOD_KERNELS = r"""
+#define TEAMS (GROUP_SIZE / NUM_LANES)
+/* local memory of a group: the L1 cache, then per team: 16 x 2 seed words, the 2 item-index
+   slots (double-buffered by round parity) and the 16 lane hashes */
+#define LOCAL_WORDS (L1_WORDS + TEAMS * (NUM_LANES * 2 + 2 + NUM_LANES))
+
+/* One team of 16 lanes hashes the 16 nonces of its members; returns this work-item's mix words.
+   Every work-item of the group must call this (it holds barriers). */
+void progpow_team(__global const uint *l1g, __global const uint4 *dag, uint num_items,
+                  __global const uint *header, ulong nonce, __local uint *lm,
+                  uint *seed_out, uint *mix_out) {
+    const uint lid = get_local_id(0);
+    const uint lane = lid % NUM_LANES;
+    const uint team = lid / NUM_LANES;
+    __local uint *c_l1 = lm;
+    __local uint *seeds = lm + L1_WORDS + team * (NUM_LANES * 2);  /* [member][2] */
+    __local uint *share = lm + L1_WORDS + TEAMS * NUM_LANES * 2 + team * 2;  /* [round parity] */
+    __local uint *lane_hash = lm + L1_WORDS + TEAMS * (NUM_LANES * 2 + 2) + team * NUM_LANES;
+    for (uint i = lid; i < L1_WORDS; i += GROUP_SIZE) c_l1[i] = l1g[i];
+
+    /* Ravencoin: Keccak-f[800] of header, nonce and "rAVENCOINKAWPOW", for this work-item's nonce */
+    uint st[25];
+    for (int i = 0; i < 8; i++) st[i] = header[i];
+    st[8] = (uint)nonce;
+    st[9] = (uint)(nonce >> 32);
+    for (int i = 0; i < 15; i++) st[10 + i] = RVN[i];
+    keccak_f800(st);
+    for (int i = 0; i < 8; i++) seed_out[i] = st[i];
+    seeds[lane * 2] = st[0];
+    seeds[lane * 2 + 1] = st[1];
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    for (uint h = 0; h < NUM_LANES; h++) {
+        /* fill_mix for lane `lane` of member h's hash */
+        uint mix[NUM_REGS];
+        {
+            uint z = fnv1a(FNV_OFFSET, seeds[h * 2]);
+            uint w = fnv1a(z, seeds[h * 2 + 1]);
+            uint jsr = fnv1a(w, lane);
+            uint jcong = fnv1a(jsr, lane);
+            for (int i = 0; i < NUM_REGS; i++) mix[i] = kiss99(&z, &w, &jsr, &jcong);
+        }
+        for (uint r = 0; r < 64; r++) {
+            if (lane == (r % NUM_LANES)) share[r & 1] = mix[0];
+            barrier(CLK_LOCAL_MEM_FENCE);
+            const uint index = share[r & 1] % num_items;
+            const uint4 d = dag[(ulong)index * NUM_LANES + ((lane ^ r) % NUM_LANES)];
+            uint v;
+PROGRAM_BODY
+        }
+        /* reduce this lane's registers, then the member h folds the 16 lanes into its 8 words */
+        uint acc = FNV_OFFSET;
+        for (int i = 0; i < NUM_REGS; i++) acc = fnv1a(acc, mix[i]);
+        lane_hash[lane] = acc;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (lane == h) {
+            for (int i = 0; i < 8; i++)
+                mix_out[i] = fnv1a(fnv1a(FNV_OFFSET, lane_hash[i]), lane_hash[i + 8]);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+}
+
+void final_hash(const uint *seed, const uint *mix, uint *out) {
+    uint st[25];
+    for (int i = 0; i < 8; i++) st[i] = seed[i];
+    for (int i = 0; i < 8; i++) st[8 + i] = mix[i];
+    for (int i = 0; i < 9; i++) st[16 + i] = RVN[i];
+    keccak_f800(st);
+    for (int i = 0; i < 8; i++) out[i] = st[i];
+}
+
+__kernel __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1)))
+void period_hash(__global const uint *l1, __global const uint4 *dag, uint num_items,
+                 __global const uint *header, __global const ulong *nonces, uint count,
+                 __global uint *mix_out, __global uint *final_out) {
+    const uint gid = get_global_id(0);
+    const ulong nonce = nonces[gid < count ? gid : count - 1];
+    __local uint lm[LOCAL_WORDS];
+    uint seed[8], mix[8], fin[8];
+    progpow_team(l1, dag, num_items, header, nonce, lm, seed, mix);
+    if (gid >= count) return;
+    final_hash(seed, mix, fin);
+    for (int i = 0; i < 8; i++) { mix_out[gid * 8 + i] = mix[i]; final_out[gid * 8 + i] = fin[i]; }
+}
+
+/* boundary: 8 big-endian u32 words, most significant first; final words are byte-swapped to compare */
+__kernel __attribute__((reqd_work_group_size(GROUP_SIZE, 1, 1)))
+void period_search(__global const uint *l1, __global const uint4 *dag, uint num_items,
+                   __global const uint *header, ulong start_nonce, uint count,
+                   __global const uint *boundary, __global volatile uint *results) {
+    const uint gid = get_global_id(0);
+    const ulong nonce = start_nonce + gid;
+    __local uint lm[LOCAL_WORDS];
+    uint seed[8], mix[8], fin[8];
+    progpow_team(l1, dag, num_items, header, nonce, lm, seed, mix);
+    if (gid >= count) return;
+    final_hash(seed, mix, fin);
+    for (int i = 0; i < 8; i++) {
+        uint f = as_uint(as_uchar4(fin[i]).s3210);
+        if (f < boundary[i]) break;
+        if (f > boundary[i]) return;
+    }
+    uint slot = atomic_inc(&results[0]);
+    if (slot >= MAX_RESULTS) return;
+    __global volatile uint *out = results + 1 + slot * RESULT_WORDS;
+    out[0] = (uint)nonce;
+    out[1] = (uint)(nonce >> 32);
+    for (int i = 0; i < 8; i++) { out[2 + i] = mix[i]; out[10 + i] = fin[i]; }
+}
+"""
+
+_MATH = (
+    "{a} + {b}", "{a} * {b}", "mul_hi({a}, {b})", "min({a}, {b})", "rotl32({a}, {b})", "rotr32({a}, {b})",
+    "{a} & {b}", "{a} | {b}", "{a} ^ {b}", "clz({a}) + clz({b})", "popcount({a}) + popcount({b})",
+)  # fmt: skip
+
+
+def _merge(dst: int, value: str, kind: int, rot: int) -> str:
+    # ProgPoW merge() with its selector decoded: kind in 0..3, rot in 1..31
+    a = f"mix[{dst}]"
+    expr = (
+        f"{a} * 33u + {value}",
+        f"({a} ^ {value}) * 33u",
+        f"rotate({a}, {rot}u) ^ {value}",
+        f"rotate({a}, {32 - rot}u) ^ {value}",
+    )[kind]
+    return f"{a} = {expr};"
+
+
+def period_program_body(cache_ops: np.ndarray, math_ops: np.ndarray, dag_ops: np.ndarray) -> str:
+    """One round of a period's random program as OpenCL statements on ``mix[]``, ``c_l1`` and ``d``.
+
+    Takes the tables of ``progpow.Program`` (the order of ProgPoW's progPowLoop: cache and math
+    operations interleaved, then the four DAG words merged).
+    """
+    ind = " " * 12
+    lines = []
+    for i in range(max(cache_ops.shape[0], math_ops.shape[0])):
+        if i < cache_ops.shape[0]:
+            src, dst, kind, rot = (int(x) for x in cache_ops[i])
+            lines.append(f"{ind}v = c_l1[mix[{src}] % L1_WORDS]; {_merge(dst, 'v', kind, rot)}")
+        if i < math_ops.shape[0]:
+            s1, s2, mk, dst, kind, rot = (int(x) for x in math_ops[i])
+            expr = _MATH[mk].format(a=f"mix[{s1}]", b=f"mix[{s2}]")
+            lines.append(f"{ind}v = {expr}; {_merge(dst, 'v', kind, rot)}")
+    for i in range(dag_ops.shape[0]):
+        dst, kind, rot = (int(x) for x in dag_ops[i])
+        lines.append(f"{ind}{_merge(dst, f'd.s{i}', kind, rot)}")
+    return "\n".join(lines)
+
+
+def period_kernel_source(
+    cache_ops: np.ndarray, math_ops: np.ndarray, dag_ops: np.ndarray, group_size: int
+) -> str:
+    """OpenCL source of the per-period DAG kernels ``period_hash`` and ``period_search``.
+
+    ``group_size`` (a multiple of 16) is the work-group size the kernels require.
+    """
+    if group_size <= 0 or group_size % 16:
+        raise ValueError(f"group_size must be a positive multiple of 16, got {group_size}")
+    body = period_program_body(cache_ops, math_ops, dag_ops)
+    kernels = _PERIOD_KERNELS.replace("PROGRAM_BODY", body)
+    return f"#define GROUP_SIZE {group_size}\n" + COMMON_SOURCE + kernels

@@ -362,14 +362,13 @@ def _hash_one(
 
     light = dag.shape[0] == 0
     mix64 = np.empty((4, 8), dtype=np.uint64)
-    mix32 = mix64.view(np.uint32)
     kst = np.empty(25, dtype=np.uint64)
     item64 = np.empty((4, 8), dtype=np.uint64)
     item_light = item64.view(np.uint32).reshape(ITEM_WORDS)
     for r in range(NUM_ROUNDS):
         index = mix[r % NUM_LANES, 0] % num_items
         if light:
-            dataset_item_2048(cache64, cache32, index, mix64, mix32, kst, item64)
+            dataset_item_2048(cache64, cache32, index, mix64, kst, item64)
             _mix_round(r, mix, item_light, l1, cache_ops, math_ops, dag_ops, data)
         else:
             _mix_round(r, mix, dag[index], l1, cache_ops, math_ops, dag_ops, data)

@@ -76,3 +76,39 @@ def test_dag_of_other_epoch_refused(tiny: EpochContext, tmp_path: Path) -> None:
     other = dataclasses.replace(tiny, epoch=1)
     with pytest.raises(kawpow.KawpowError, match="does not match"):
         hash_with_context(other, 7500, bytes(32), np.zeros(1, dtype=np.uint64), full)
+
+
+def _spec_item_512(cache32: np.ndarray, index: int) -> np.ndarray:
+    """Ethash calc_dataset_item (KawPoW: 512 parents) in plain Python, straight from the spec."""
+    from kawpow.keccak import keccak512
+
+    n = cache32.shape[0]
+    mix = [int(w) for w in cache32[index % n]]
+    mix[0] ^= index & 0xFFFFFFFF
+    mix = list(np.frombuffer(keccak512(np.array(mix, "<u4").tobytes()), "<u4"))
+    seed = index & 0xFFFFFFFF
+    for j in range(512):
+        parent = (((seed ^ j) * 0x01000193) ^ int(mix[j % 16])) & 0xFFFFFFFF
+        row = cache32[parent % n]
+        mix = [((int(m) * 0x01000193) ^ int(r)) & 0xFFFFFFFF for m, r in zip(mix, row, strict=True)]
+    return np.frombuffer(keccak512(np.array(mix, "<u4").tobytes()), "<u4")
+
+
+def test_pipelined_items_equal_spec(tiny: EpochContext) -> None:
+    from kawpow.ethash import dataset_items_512x4
+
+    cache32 = tiny.light_cache_words
+    mix64 = np.empty((4, 8), dtype=np.uint64)
+    st = np.empty(25, dtype=np.uint64)
+    out = np.empty((4, 8), dtype=np.uint64)
+    for first in (0, 12345, 2**32 - 2):  # the last one wraps the 32-bit seed inside the group
+        dataset_items_512x4(tiny.light_cache, cache32, np.uint64(first), mix64, st, out)
+        got = out.view(np.uint32).reshape(4, 16)
+        for s in range(4):
+            assert np.array_equal(got[s], _spec_item_512(cache32, first + s))
+    # an odd start and an odd count (the parallel builder works on pairs of 1024-bit items)
+    items = dag.compute_items(tiny, 7, 3)
+    for i in range(3):
+        j = 2 * (7 + i)
+        want = np.concatenate([_spec_item_512(cache32, j), _spec_item_512(cache32, j + 1)])
+        assert np.array_equal(items[i], want)

@@ -74,6 +74,64 @@ def test_device_dag_hash_equals_light_hash(ctx: EpochContext) -> None:
     assert np.array_equal(got[1], want[1].astype(np.uint32))
 
 
+@pytest.fixture(scope="module")
+def tiny_dag(ctx: EpochContext) -> tuple[EpochContext, opencl.OpenCLHasher]:
+    tiny = dataclasses.replace(ctx, full_dataset_num_items=2063)
+    return tiny, opencl.OpenCLHasher(tiny, use_dag=True)
+
+
+def test_period_kernels_64_inputs_equal_numba(tiny_dag: tuple[EpochContext, opencl.OpenCLHasher]) -> None:
+    tiny, hasher = tiny_dag
+    assert hasher.period_kernels  # the default with a device DAG
+    rng = random.Random(99)
+    for k in (17, 1, 30, 16):  # 64 inputs over 4 periods; counts that are not group multiples
+        bn = rng.randrange(7500)
+        header = rng.randbytes(32)
+        nonces = np.array([rng.getrandbits(64) for _ in range(k)], dtype=np.uint64)
+        got = hasher.hash_words(bn, header, nonces)
+        want = hash_with_context(tiny, bn, header, nonces)
+        assert np.array_equal(got[0], want[0].astype(np.uint32))
+        assert np.array_equal(got[1], want[1].astype(np.uint32))
+
+
+def test_period_search_equals_numba_search(tiny_dag: tuple[EpochContext, opencl.OpenCLHasher]) -> None:
+    import kawpow
+
+    tiny, hasher = tiny_dag
+    cache = ContextCache(capacity=1, prefetch_window=0)
+    cache._contexts[0] = tiny
+    boundary = b"\x1f" + b"\xff" * 31
+    want = kawpow.search(2, bytes(32), boundary, 2**64 - 20, 40, contexts=cache)  # wraps past 2**64
+    assert want is not None
+    assert hasher.search(2, bytes(32), boundary, 2**64 - 20, 40) == want
+    assert hasher.search(2, bytes(32), bytes(32), 100, 8) is None
+
+
+def test_generic_dag_kernel_still_equals_numba(tiny_dag: tuple[EpochContext, opencl.OpenCLHasher]) -> None:
+    tiny, hasher = tiny_dag
+    nonces = np.arange(5, dtype=np.uint64)
+    hasher.period_kernels = False
+    try:
+        got = hasher.hash_words(4, bytes(range(32)), nonces)
+    finally:
+        hasher.period_kernels = True
+    want = hash_with_context(tiny, 4, bytes(range(32)), nonces)
+    assert np.array_equal(got[0], want[0].astype(np.uint32))
+    assert np.array_equal(got[1], want[1].astype(np.uint32))
+
+
+def test_period_source_is_the_program() -> None:
+    from kawpow import opencl_kernel, progpow
+
+    a, b = progpow.Program(0), progpow.Program(1)
+    src_a = opencl_kernel.period_kernel_source(a.cache_ops, a.math_ops, a.dag_ops, 64)
+    src_b = opencl_kernel.period_kernel_source(b.cache_ops, b.math_ops, b.dag_ops, 64)
+    assert src_a != src_b and "#define GROUP_SIZE 64" in src_a
+    assert "mix[0] = rotate(mix[0], 15u) ^ d.s0;" in src_a  # period 0's first DAG merge
+    with pytest.raises(ValueError, match="multiple of 16"):
+        opencl_kernel.period_kernel_source(a.cache_ops, a.math_ops, a.dag_ops, 24)
+
+
 def test_bad_device_name_is_clear() -> None:
     with pytest.raises(opencl.KawpowError, match="not found"):
         opencl.select_device("99:99")
