@@ -30,6 +30,8 @@ def test_varint_overflow_rejected() -> None:
     with pytest.raises(DeserializationError, match="too large"):
         ByteReader(b"\x80" * 20 + b"\x00").varint()
     with pytest.raises(DeserializationError, match="too large"):
+        ByteReader(bytes.fromhex("80fefefefefefefefeff00")).varint()
+    with pytest.raises(DeserializationError, match="too large"):
         ByteReader(ser_varint(1 << 32)).varint(max_value=0xFFFFFFFF)
 
 

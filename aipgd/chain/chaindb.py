@@ -1,0 +1,86 @@
+"""The chainstate database (UTXO set and best-block marker) in AIPG Core's key layout (Core: CCoinsViewDB).
+
+Owns the `B` best block, the `H` head-blocks marker of an interrupted flush and, later, the `C`
+coin records, all obfuscated with the database's key as Core does. It must never decide which
+block is best: ChainState hands it the result, and every write is one synced batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from aipgd.chain.dbwrapper import REINDEX_ADVICE, DatabaseError, LevelDB
+from aipgd.core.serialize import ByteReader, DeserializationError, ser_compact_size
+
+DB_COIN = b"C"
+DB_COINS = b"c"  # the pre-0.15 per-transaction format
+DB_BEST_BLOCK = b"B"
+DB_HEAD_BLOCKS = b"H"
+
+COINS_DB_CACHE_BYTES = 8 << 20
+
+
+class ChainStateDB:
+    """chainstate/ (obfuscated, as in Core)."""
+
+    name = "chainstate database"
+
+    def __init__(self, path: Path) -> None:
+        self._db = LevelDB(path, label="chainstate", obfuscate=True, cache_bytes=COINS_DB_CACHE_BYTES)
+
+    @property
+    def path(self) -> Path:
+        return self._db.path
+
+    def start(self) -> None:
+        self._db.open()
+
+    def stop(self) -> None:
+        self._db.close()
+
+    def _corrupt(self, what: str, detail: object) -> DatabaseError:
+        return DatabaseError(f"Error reading {what} from the chainstate database {self.path}: {detail}. "
+                             f"{REINDEX_ADVICE}")
+
+    def has_legacy_coins(self) -> bool:
+        """Core: CCoinsViewDB::NeedsUpgrade (the old per-transaction `c` records)."""
+        return self._db.has_prefix(DB_COINS)
+
+    def get_best_block(self) -> bytes | None:
+        value = self._db.get(DB_BEST_BLOCK)
+        if value is None:
+            return None
+        if len(value) != 32:
+            raise self._corrupt("the best block", f"{len(value)}-byte value")
+        return value
+
+    def get_head_blocks(self) -> list[bytes]:
+        """Core: GetHeadBlocks, [new tip, old tip] while a multi-batch flush was in progress."""
+        value = self._db.get(DB_HEAD_BLOCKS)
+        if value is None:
+            return []
+        try:
+            r = ByteReader(value)
+            heads = r.vector(lambda rr: rr.hash256("head block"), "head blocks", min_item_size=32)
+            r.expect_end("head blocks")
+        except DeserializationError as exc:
+            raise self._corrupt("the head blocks marker", exc) from exc
+        return heads
+
+    def batch_write(self, best_block: bytes, old_best: bytes | None,
+                    coins: Iterable[tuple[bytes, bytes | None]] = ()) -> None:
+        """Core: CCoinsViewDB::BatchWrite.
+
+        The head-blocks marker goes in first and the best block last, so that if a future large flush
+        is split into several batches, start-up sees `H` and knows the coins are mid-way between two
+        tips. In one batch (all we write today) the pair cancels out and only `B` changes.
+        """
+        heads = [best_block] + ([old_best] if old_best is not None else [])
+        ops: list[tuple[bytes, bytes | None]] = [
+            (DB_BEST_BLOCK, None),
+            (DB_HEAD_BLOCKS, ser_compact_size(len(heads)) + b"".join(heads)),
+        ]
+        ops += [(DB_COIN + key, value) for key, value in coins]
+        ops += [(DB_HEAD_BLOCKS, None), (DB_BEST_BLOCK, best_block)]
+        self._db.write_batch(ops, sync=True)

@@ -1,0 +1,185 @@
+"""A thin LevelDB wrapper with Core's options, value obfuscation and operator-readable errors.
+
+Owns opening/closing a plyvel database (Core: CDBWrapper), the 8-byte XOR obfuscation key of the
+chainstate, ordered atomic batches written with sync, and turning LevelDB failures into
+DatabaseError messages that say what to do. It must never know what the keys mean.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import plyvel
+
+from aipgd.errors import InitError
+from aipgd.log import log_print
+
+logger = logging.getLogger(__name__)
+
+# Core: CDBWrapper::OBFUSCATE_KEY_KEY, a serialized std::string "\0obfuscate_key" (length 14).
+OBFUSCATE_KEY_KEY = b"\x0e\x00obfuscate_key"
+OBFUSCATE_KEY_NUM_BYTES = 8
+
+REINDEX_ADVICE = (
+    "The database may be corrupt. Restart with -reindex to rebuild it (note: -reindex is not "
+    "implemented in aipgd yet; until it is, stop the node and move the blocks/ and chainstate/ "
+    "directories of this network aside to start again from the genesis block)."
+)
+
+
+class DatabaseError(InitError):
+    """LevelDB could not be opened, read or written."""
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc)
+    return text if text else type(exc).__name__
+
+
+class LevelDB:
+    """One LevelDB database (Core: CDBWrapper)."""
+
+    def __init__(self, path: Path, *, label: str, obfuscate: bool, cache_bytes: int) -> None:
+        self.path = path
+        self.label = label
+        self.obfuscate = obfuscate
+        self.cache_bytes = cache_bytes
+        self._db: plyvel.DB | None = None
+        self._xor_key = bytes(OBFUSCATE_KEY_NUM_BYTES)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def open(self) -> None:
+        try:
+            # Core: GetOptions (half the cache for blocks, a quarter for the write buffer, bloom filter
+            # 10 bits, no compression, 64 open files) and paranoid checks so corruption is found early.
+            self._db = plyvel.DB(
+                str(self.path), create_if_missing=True, paranoid_checks=True, compression=None,
+                lru_cache_size=max(self.cache_bytes // 2, 1 << 20),
+                write_buffer_size=max(self.cache_bytes // 4, 1 << 20),
+                bloom_filter_bits=10, max_open_files=64,
+            )
+        except plyvel.CorruptionError as exc:
+            raise DatabaseError(
+                f"Error opening {self.label} database {self.path}: {_describe(exc)}. {REINDEX_ADVICE}"
+            ) from exc
+        except plyvel.IOError as exc:
+            raise DatabaseError(
+                f"Error opening {self.label} database {self.path}: {_describe(exc)}. "
+                "Check the directory's permissions and free disk space."
+            ) from exc
+        except plyvel.Error as exc:
+            raise DatabaseError(
+                f"Error opening {self.label} database {self.path}: {_describe(exc)}. {REINDEX_ADVICE}"
+            ) from exc
+        logger.info("Opened LevelDB successfully")
+        self._init_obfuscation()
+
+    def _init_obfuscation(self) -> None:
+        """Core: CDBWrapper constructor. A new, empty database gets a random key; old data keeps its own."""
+        stored = self._raw_get(OBFUSCATE_KEY_KEY)
+        if stored is not None:
+            if len(stored) != 1 + OBFUSCATE_KEY_NUM_BYTES or stored[0] != OBFUSCATE_KEY_NUM_BYTES:
+                raise DatabaseError(
+                    f"{self.label} database {self.path} has a malformed obfuscation key. {REINDEX_ADVICE}")
+            self._xor_key = stored[1:]
+        elif self.obfuscate and self.is_empty():
+            key = os.urandom(OBFUSCATE_KEY_NUM_BYTES)
+            # Stored un-obfuscated (serialized as a byte vector) so it can be read back before use.
+            self._raw_write_batch([(OBFUSCATE_KEY_KEY, bytes([OBFUSCATE_KEY_NUM_BYTES]) + key)])
+            self._xor_key = key
+            logger.info("Wrote new obfuscate key for %s: %s", self.path, key.hex())
+        logger.info("Using obfuscation key for %s: %s", self.path, self._xor_key.hex())
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    @property
+    def db(self) -> plyvel.DB:
+        if self._db is None:
+            raise DatabaseError(f"{self.label} database {self.path} is not open")
+        return self._db
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _xor(self, value: bytes) -> bytes:
+        key = self._xor_key
+        if not any(key):
+            return value
+        reps = len(value) // len(key) + 1
+        mask = (key * reps)[: len(value)]
+        mixed = int.from_bytes(value, "little") ^ int.from_bytes(mask, "little")
+        return mixed.to_bytes(len(value), "little")
+
+    def _raw_get(self, key: bytes) -> bytes | None:
+        try:
+            value: bytes | None = self.db.get(key)
+        except plyvel.Error as exc:
+            raise self._fatal("read from", exc) from exc
+        return value
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._raw_get(key)
+        return None if value is None else self._xor(value)
+
+    def exists(self, key: bytes) -> bool:
+        return self._raw_get(key) is not None
+
+    def is_empty(self) -> bool:
+        try:
+            with self.db.iterator(include_value=False) as it:
+                for _ in it:
+                    return False
+        except plyvel.Error as exc:
+            raise self._fatal("read from", exc) from exc
+        return True
+
+    def iterate_prefix(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        try:
+            with self.db.iterator(prefix=prefix) as it:
+                for key, value in it:
+                    yield key, self._xor(value)
+        except plyvel.Error as exc:
+            raise self._fatal("read from", exc) from exc
+
+    def has_prefix(self, prefix: bytes) -> bool:
+        try:
+            with self.db.iterator(prefix=prefix, include_value=False) as it:
+                for _ in it:
+                    return True
+        except plyvel.Error as exc:
+            raise self._fatal("read from", exc) from exc
+        return False
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def write_batch(self, ops: list[tuple[bytes, bytes | None]], sync: bool = True) -> None:
+        """Apply `ops` (None value = erase) atomically and in order (Core: CDBWrapper::WriteBatch)."""
+        self._raw_write_batch([(k, None if v is None else self._xor(v)) for k, v in ops], sync)
+
+    def _raw_write_batch(self, ops: list[tuple[bytes, bytes | None]], sync: bool = True) -> None:
+        size = sum(len(k) + (len(v) if v is not None else 0) for k, v in ops)
+        log_print(logger, "leveldb", "Writing batch of %d operations (%d bytes) to %s", len(ops), size,
+                  self.path)
+        try:
+            with self.db.write_batch(sync=sync) as batch:
+                for key, value in ops:
+                    if value is None:
+                        batch.delete(key)
+                    else:
+                        batch.put(key, value)
+        except plyvel.Error as exc:
+            raise self._fatal("write to", exc) from exc
+
+    def _fatal(self, action: str, exc: BaseException) -> DatabaseError:
+        # Core: HandleError ("Fatal LevelDB error") followed by AbortNode.
+        text = _describe(exc)
+        advice = REINDEX_ADVICE if isinstance(exc, plyvel.CorruptionError) else (
+            "Check free disk space and the directory's permissions.")
+        return DatabaseError(f"Fatal LevelDB error: could not {action} {self.label} database "
+                             f"{self.path}: {text}. {advice}")
