@@ -8,6 +8,8 @@ the spent amount and precomputed sighash data come from the caller.
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from aipgd.core.transaction import SEQUENCE_FINAL, Transaction
 from aipgd.script.flags import SIGVERSION_BASE
 from aipgd.script.script import LOCKTIME_THRESHOLD
@@ -26,7 +28,20 @@ class BaseSignatureChecker:
 
     __slots__ = ()
 
+    # True for a checker that records signature checks to answer them later (the batch
+    # verifier's first pass); the interpreter then offers it whole CHECKMULTISIG loops.
+    defers_checks: ClassVar[bool] = False
+
     def check_sig(self, sig: bytes, pubkey: bytes, script_code: bytes, sigversion: int) -> bool:
+        return False
+
+    def defer_multisig(self, sigs: list[bytes], pubkeys: list[bytes], script_code: bytes, sigversion: int,
+                       flags: int) -> bool:
+        """Take over a CHECKMULTISIG matching loop (lists in the order the loop visits them).
+
+        True: the loop is recorded and the interpreter proceeds as if it matched every
+        signature. False: the interpreter runs the loop itself through check_sig.
+        """
         return False
 
     def check_lock_time(self, lock_time: int) -> bool:

@@ -446,6 +446,10 @@ def _check_multisig(stack: Stack, script: bytes, begin_code_hash: int, flags: in
             script_code = find_and_delete(script_code, push_data(stack[-isig - k]))
 
     success = True
+    if checker.defers_checks and n_sigs and checker.defer_multisig(
+            [stack[-isig - k] for k in range(n_sigs)], [stack[-ikey - k] for k in range(n_keys)],
+            script_code, sigversion, flags):
+        n_sigs = 0  # recorded; the batch verifier answers the loop and re-runs this input if it fails
     while success and n_sigs > 0:
         sig = stack[-isig]
         pubkey = stack[-ikey]

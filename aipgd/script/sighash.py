@@ -30,6 +30,7 @@ _NULL_TXOUT = b"\xff" * 8 + b"\x00"
 _ZERO_SEQUENCE = b"\x00" * 4
 _I64 = struct.Struct("<q")
 _OP_CODESEPARATOR = 0xAB
+_ALL_LE32 = SIGHASH_ALL.to_bytes(4, "little")
 
 
 class PrecomputedTxData:
@@ -40,7 +41,7 @@ class PrecomputedTxData:
     """
 
     __slots__ = ("_all_outputs_tail", "_blank_inputs", "_hash_outputs", "_hash_prevouts", "_hash_sequence",
-                 "_inputs_head", "_outputs", "_prevouts", "_sequences", "tx")
+                 "_inputs_head", "_legacy_all", "_outputs", "_prevouts", "_sequences", "tx")
 
     def __init__(self, tx: Transaction) -> None:
         self.tx = tx
@@ -53,6 +54,7 @@ class PrecomputedTxData:
         self._hash_outputs: bytes | None = None
         self._inputs_head: bytes | None = None
         self._all_outputs_tail: bytes | None = None
+        self._legacy_all: dict[int, tuple[bytes, bytes]] = {}
 
     @property
     def prevouts(self) -> list[bytes]:
@@ -94,6 +96,17 @@ class PrecomputedTxData:
             self._all_outputs_tail = (ser_compact_size(len(self.tx.vout)) + b"".join(self.outputs)
                                       + self.tx.locktime.to_bytes(4, "little"))
         return self._all_outputs_tail
+
+    def legacy_all_parts(self, n_in: int) -> tuple[bytes, bytes]:
+        """What comes before and after input `n_in`'s scriptCode in its legacy preimage for
+        hash type exactly SIGHASH_ALL (cached per input)."""
+        parts = self._legacy_all.get(n_in)
+        if parts is None:
+            blanks = self.blank_inputs
+            parts = self._legacy_all[n_in] = (
+                b"".join((self.inputs_head, *blanks[:n_in], self.prevouts[n_in])),
+                b"".join((self.sequences[n_in], *blanks[n_in + 1:], self.all_outputs_tail, _ALL_LE32)))
+        return parts
 
     @property
     def hash_prevouts(self) -> bytes:
@@ -168,19 +181,24 @@ def serialize_script_code(script: bytes) -> bytes:
 def legacy_signature_hash(script_code: bytes, tx: Transaction, n_in: int, hash_type: int,
                           txdata: PrecomputedTxData | None = None) -> bytes:
     """Core: SignatureHash for SIGVERSION_BASE. Returns the digest in internal byte order."""
+    if hash_type & 0x1F == SIGHASH_SINGLE and n_in >= len(tx.vout):
+        return SIGHASH_ONE
+    return legacy_signature_hash_serialized(serialize_script_code(script_code), tx, n_in, hash_type, txdata)
+
+
+def legacy_signature_hash_serialized(code: bytes, tx: Transaction, n_in: int, hash_type: int,
+                                     txdata: PrecomputedTxData | None = None) -> bytes:
+    """`legacy_signature_hash` for a scriptCode already through `serialize_script_code`."""
     base_type = hash_type & 0x1F
     single = base_type == SIGHASH_SINGLE
     none = base_type == SIGHASH_NONE
     if single and n_in >= len(tx.vout):
         return SIGHASH_ONE
     data = txdata if txdata is not None else PrecomputedTxData(tx)
-    code = serialize_script_code(script_code)
-    if hash_type & 0xFF == SIGHASH_ALL:
+    if hash_type == SIGHASH_ALL:
         # The common case, from cached pieces: only this input's scriptCode differs.
-        blanks = data.blank_inputs
-        return sha256d(b"".join((data.inputs_head, *blanks[:n_in], data.prevouts[n_in], code,
-                                 data.sequences[n_in], *blanks[n_in + 1:], data.all_outputs_tail,
-                                 (hash_type & 0xFFFFFFFF).to_bytes(4, "little"))))
+        head, tail = data.legacy_all_parts(n_in)
+        return sha256d(head + code + tail)
     parts: list[bytes] = [(tx.version & 0xFFFFFFFF).to_bytes(4, "little")]
     if hash_type & SIGHASH_ANYONECANPAY:
         parts += (b"\x01", data.prevouts[n_in], code, data.sequences[n_in])

@@ -30,6 +30,9 @@ from aipgd.script.flags import (
 # secp256k1 group order.
 SECP256K1_N = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
 _HALF_N = SECP256K1_N // 2
+_N_BYTES = SECP256K1_N.to_bytes(32, "big")
+_HALF_N_BYTES = _HALF_N.to_bytes(32, "big")
+_ZERO32 = bytes(32)
 
 _CTX = GLOBAL_CONTEXT.ctx
 _ffi_new = ffi.new
@@ -182,12 +185,9 @@ def parse_der_lax(der: bytes) -> tuple[int, int] | None:
     return r, s
 
 
-def _parse_strict(der: bytes) -> tuple[int, int] | None:
-    """(r, s) of a signature (without hash type) in strict BIP66 form, else None.
-
-    Strict DER is a subset of what the lax parser accepts and both read the same integers, so
-    this is a shortcut, not a different rule.
-    """
+def _strict_parts(der: bytes) -> tuple[bytes, bytes] | None:
+    """The R and S bytes (at most 33 each) of a signature (without hash type) in strict BIP66
+    form, else None."""
     n = len(der)
     if n < 8 or n > 72 or der[0] != 0x30 or der[1] != n - 2 or der[2] != 0x02:
         return None
@@ -202,8 +202,20 @@ def _parse_strict(der: bytes) -> tuple[int, int] | None:
         return None
     if len_r > 33 or len_s > 33:
         return None
-    r = int.from_bytes(der[4:4 + len_r], "big")
-    s = int.from_bytes(der[6 + len_r:], "big")
+    return der[4:4 + len_r], der[6 + len_r:]
+
+
+def _parse_strict(der: bytes) -> tuple[int, int] | None:
+    """(r, s) of a signature (without hash type) in strict BIP66 form, else None.
+
+    Strict DER is a subset of what the lax parser accepts and both read the same integers, so
+    this is a shortcut, not a different rule.
+    """
+    parts = _strict_parts(der)
+    if parts is None:
+        return None
+    r = int.from_bytes(parts[0], "big")
+    s = int.from_bytes(parts[1], "big")
     if r >= SECP256K1_N or s >= SECP256K1_N:
         return 0, 0
     return r, s
@@ -265,19 +277,59 @@ def pubkey_size_is_valid(pubkey: bytes) -> bool:
     return False
 
 
+def normalized_compact(der: bytes) -> bytes | None:
+    """Core: CPubKey::Verify up to the libsecp256k1 call, on a signature without its hash type.
+
+    Lax DER parse (ecdsa_signature_parse_der_lax), then S normalized to the lower half
+    (secp256k1_ecdsa_signature_normalize); returns the 64-byte compact R || S. None where
+    Verify is already false: the parser rejects the bytes, or R or S is zero (libsecp256k1's
+    verify rejects a zero scalar, and an overflowing R or S parses as zero).
+    """
+    parts = _strict_parts(der)
+    if parts is not None:
+        # Strict DER, the usual form, compared as 32-byte big-endian strings. A minimal positive
+        # integer of 33 bytes starts with a zero byte, or is at least 2**256 (an overflow).
+        r, s = parts
+        if len(r) == 33:
+            if r[0]:
+                return None
+            r = r[1:]
+        if len(s) == 33:
+            if s[0]:
+                return None
+            s = s[1:]
+        r = r.rjust(32, b"\x00")
+        s = s.rjust(32, b"\x00")
+        if r >= _N_BYTES or s >= _N_BYTES or r == _ZERO32 or s == _ZERO32:
+            return None
+        if s > _HALF_N_BYTES:
+            s = (SECP256K1_N - int.from_bytes(s, "big")).to_bytes(32, "big")
+        return r + s
+    parsed = parse_der_lax(der)
+    if parsed is None:
+        return None
+    ri, si = parsed
+    if not ri or not si:
+        return None
+    if si > _HALF_N:
+        si = SECP256K1_N - si
+    return ri.to_bytes(32, "big") + si.to_bytes(32, "big")
+
+
+def verify_compact(pubkey: bytes, compact: bytes, msg32: bytes) -> bool:
+    """libsecp256k1 pubkey parse, compact signature parse and verify (the GIL is dropped for
+    the verify only)."""
+    return _verify_compact(pubkey, compact, msg32)
+
+
 def verify_ecdsa(pubkey: bytes, der: bytes, msg32: bytes) -> bool:
     """Core: CPubKey::Verify. Lax DER, S normalized to the low half, then libsecp256k1.
 
-    The cffi calls release the GIL, so several threads verify in parallel.
+    The verify call releases the GIL, so several threads verify in parallel.
     """
     if not pubkey_size_is_valid(pubkey):
         return False
-    parsed = _parse_strict(der) or parse_der_lax(der)
-    if parsed is None:
+    compact = normalized_compact(der)
+    if compact is None:
         return False
-    r, s = parsed
-    if not r or not s:
-        return False
-    if s > _HALF_N:
-        s = SECP256K1_N - s
-    return _verify_compact(pubkey, r.to_bytes(32, "big") + s.to_bytes(32, "big"), msg32)
+    return _verify_compact(pubkey, compact, msg32)

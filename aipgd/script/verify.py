@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from aipgd.script.checker import BaseSignatureChecker
+from aipgd.script.checker import BaseSignatureChecker, TransactionSignatureChecker
 from aipgd.script.errors import ScriptError, ScriptEvalError
 from aipgd.script.flags import (
     SCRIPT_VERIFY_CLEANSTACK,
@@ -32,6 +32,7 @@ from aipgd.script.script import (
     witness_program,
 )
 from aipgd.script.scriptnum import cast_to_bool
+from aipgd.script.templates import verify_template
 
 _E = ScriptError
 
@@ -39,6 +40,12 @@ _E = ScriptError
 def verify_script(script_sig: bytes, script_pubkey: bytes, witness: Sequence[bytes], flags: int,
                   checker: BaseSignatureChecker) -> ScriptError:
     """Core: VerifyScript. Returns SCRIPT_ERR_OK when the spend is valid under `flags`."""
+    # P2PKH and P2SH multisig spends whose signatures verify take a shortcut that makes the
+    # same checks; anything else, invalid spends included, goes through the interpreter.
+    # Only the plain checker: subclasses (the signature cache) verify their own way.
+    if (type(checker) is TransactionSignatureChecker and not witness
+            and verify_template(script_sig, script_pubkey, flags, checker.tx, checker.n_in, checker.txdata)):
+        return _E.SCRIPT_ERR_OK
     try:
         _verify(script_sig, script_pubkey, witness, flags, checker)
     except ScriptEvalError as failure:
