@@ -36,12 +36,12 @@ run: sysdeps $(STAMP)
 	$(VENV)/bin/aipgd -regtest -datadir=$(DATADIR) -printtoconsole
 
 test: sysdeps $(STAMP)
-	$(PY) -m ruff check aipgd kawpow tests contrib
+	$(PY) -m ruff check aipgd kawpow rpc tests contrib
 	$(PY) -m mypy
 	$(PY) -m pytest -n $(JOBS) tests
 
 lint: $(STAMP)
-	$(PY) -m ruff check aipgd kawpow tests contrib
+	$(PY) -m ruff check aipgd kawpow rpc tests contrib
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

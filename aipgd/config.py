@@ -13,11 +13,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aipgd.datadir import NETWORKS, default_datadir, network_dir
 from aipgd.errors import InitError
 from aipgd.log import resolve_categories
 from aipgd.options import CONF_FILENAME, PID_FILENAME, Kind, Option, find_option
+
+if TYPE_CHECKING:
+    from aipgd.chain.chainstate import ChainStateOptions
 
 _INT_RE = re.compile(r"[+-]?[0-9]+")
 _UINT32_MAX = 0xFFFFFFFF
@@ -323,4 +327,46 @@ def load_config(argv: Sequence[str], home: str | None = None) -> NodeConfig:
         kawpow_activation_time=kawpow_time,
         warnings=tuple(warnings),
         args=args,
+    )
+
+
+def _assume_valid(value: str) -> bytes:
+    """Core: uint256S(-assumevalid); "0" (a null hash) verifies every script."""
+    text = value.strip().lower().removeprefix("0x")
+    if not text or len(text) > 64 or any(c not in "0123456789abcdef" for c in text):
+        raise ConfigError(f"Invalid -assumevalid={value}: expected a block hash in hex, or 0")
+    return bytes.fromhex(text.rjust(64, "0"))[::-1]
+
+
+def chainstate_options(args: ArgsManager) -> ChainStateOptions:
+    """-dbcache, -assumevalid, -checkblocks, -checklevel, -maxreorg, -minreorgpeers, -minreorgage and -par."""
+    from aipgd.chain.chainstate import (
+        DEFAULT_CHECKBLOCKS,
+        DEFAULT_CHECKLEVEL,
+        DEFAULT_DB_CACHE_MIB,
+        ChainStateOptions,
+    )
+    from aipgd.chain.connect import MAX_SCRIPT_CHECK_THREADS
+    from aipgd.chain.header_rules import DEFAULT_MIN_REORG_AGE, DEFAULT_MIN_REORG_PEERS
+
+    def non_negative(name: str, default: int | None) -> int | None:
+        value = args.get_int(name, default)
+        if value is not None and value < 0:
+            raise ConfigError(f"-{name} must not be negative")
+        return value
+
+    assume_valid = args.get("assumevalid")
+    par = args.get_int("par", 0) or 0
+    if par < 0:
+        # Core: a negative -par leaves that many cores free.
+        par = max(1, (os.cpu_count() or 1) + par)
+    return ChainStateOptions(
+        dbcache_mib=args.get_int("dbcache", DEFAULT_DB_CACHE_MIB) or 0,
+        assume_valid=None if assume_valid is None else _assume_valid(assume_valid),
+        check_blocks=args.get_int("checkblocks", DEFAULT_CHECKBLOCKS) or 0,
+        check_level=args.get_int("checklevel", DEFAULT_CHECKLEVEL) or 0,
+        script_threads=min(par, MAX_SCRIPT_CHECK_THREADS),
+        max_reorg_depth=non_negative("maxreorg", None),
+        min_reorg_peers=non_negative("minreorgpeers", DEFAULT_MIN_REORG_PEERS) or 0,
+        min_reorg_age=non_negative("minreorgage", DEFAULT_MIN_REORG_AGE) or 0,
     )

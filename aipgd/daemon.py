@@ -14,7 +14,7 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aipgd.config import ArgsManager, ConfigError, NodeConfig, load_config
 from aipgd.errors import InitError
@@ -73,7 +73,8 @@ async def _serve(config: NodeConfig, readiness: _Readiness) -> int:
         readiness.failed(str(exc))
         _print_error(str(exc))
         return EXIT_FAILURE
-    node = Node(config, params)
+    node = Node(config, params, loop=loop,
+                request_shutdown=lambda: _call_soon(loop, shutdown_requested.set))
     loop.add_signal_handler(signal.SIGHUP, node.reopen_log)
 
     try:
@@ -98,8 +99,16 @@ async def _serve(config: NodeConfig, readiness: _Readiness) -> int:
     return EXIT_OK if ok else EXIT_FAILURE
 
 
+def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:
+    loop.call_soon_threadsafe(callback)
+
+
 def _run(config: NodeConfig, readiness: _Readiness) -> int:
-    return asyncio.run(_serve(config, readiness))
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; plain asyncio still works
+        return asyncio.run(_serve(config, readiness))
+    return uvloop.run(_serve(config, readiness))
 
 
 def _daemonize(config: NodeConfig) -> int:

@@ -8,19 +8,26 @@ network or option logic: each component owns its own.
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Protocol, TextIO
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol, TextIO
 
+import kawpow
 from aipgd.chain.blockdb import BlockTreeDB
 from aipgd.chain.blockstore import BlockStore
 from aipgd.chain.chaindb import ChainStateDB
 from aipgd.chain.chainstate import ChainState
-from aipgd.config import NodeConfig
+from aipgd.config import NodeConfig, chainstate_options
 from aipgd.core.params import ChainParams
 from aipgd.datadir import DataDirLock, PidFile, block_index_dir, blocks_dir, chainstate_dir, default_datadir
 from aipgd.errors import InitError
 from aipgd.log import LogManager
 from aipgd.options import version_string
+
+if TYPE_CHECKING:
+    from aipgd.net.connman import ConnectionManager
+    from rpc.server import RPCServer
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +41,9 @@ class Component(Protocol):
 
 
 class Node:
-    def __init__(self, config: NodeConfig, params: ChainParams, console_stream: TextIO | None = None) -> None:
+    def __init__(self, config: NodeConfig, params: ChainParams, console_stream: TextIO | None = None,
+                 loop: asyncio.AbstractEventLoop | None = None,
+                 request_shutdown: Callable[[], None] | None = None) -> None:
         netdir = config.netdir
         self.config = config
         self.params = params
@@ -45,10 +54,37 @@ class Node:
         self.block_store = BlockStore(blocks_dir(netdir), params.message_start)
         self.block_tree = BlockTreeDB(block_index_dir(netdir))
         self.coins_db = ChainStateDB(chainstate_dir(netdir))
-        self.chainstate = ChainState(params, self.block_store, self.block_tree, self.coins_db)
+        # The node's KawPoW epoch contexts (light caches), shared by header checks and mining.
+        self.kawpow_contexts = kawpow.ContextCache()
+        self.chainstate = ChainState(params, self.block_store, self.block_tree, self.coins_db,
+                                     options=chainstate_options(config.args), contexts=self.kawpow_contexts)
+        # The RPC server needs the event loop it serves on; -server=0 (or no loop) runs without it.
+        self.rpc_server: RPCServer | None = None
+        if loop is not None and config.args.get_bool("server", True):
+            from rpc.interface import ChainStateView
+            from rpc.server import RPCServer, rpc_server_config
+
+            self.rpc_server = RPCServer(
+                rpc_server_config(config.args, netdir, params), ChainStateView(params,
+                                                                               self.chainstate), params,
+                loop, request_shutdown or (lambda: None),
+                options={"deprecatedrpc": tuple(config.args.get_all("deprecatedrpc"))})
+        # P2P needs the event loop too; it starts once the chain is loaded (Core: CConnman::Start).
+        self.connman: ConnectionManager | None = None
+        if loop is not None:
+            from aipgd.net.chainview import ChainStateChainView
+            from aipgd.net.connman import ConnectionManager
+            from aipgd.net.connman_config import connman_config
+
+            self.connman = ConnectionManager(
+                lambda: connman_config(config.args, params, f"/aipgd:{version_string().lstrip('v')}/"),
+                params, netdir, ChainStateChainView(self.chainstate), loop)
+        net: tuple[Component, ...] = (self.connman,) if self.connman is not None else ()
+        # Core: the HTTP server starts before the chain loads, answering RPC_IN_WARMUP meanwhile.
+        rpc: tuple[Component, ...] = (self.rpc_server,) if self.rpc_server is not None else ()
         self._components: tuple[Component, ...] = (
-            self.datadir_lock, self.logging, self.pid_file, self.block_store, self.block_tree,
-            self.coins_db, self.chainstate,
+            self.datadir_lock, self.logging, self.pid_file, *rpc, self.block_store, self.block_tree,
+            self.coins_db, self.chainstate, *net,
         )
         self._started: list[Component] = []
         self.shutdown_errors: list[str] = []
@@ -73,6 +109,8 @@ class Node:
                     logger.exception("Unexpected error during start-up")
             self.stop()
             raise
+        if self.rpc_server is not None:
+            self.rpc_server.set_warmup_finished()
         logger.info("init message: Done loading")
 
     def _log_startup_banner(self) -> None:
@@ -93,6 +131,10 @@ class Node:
         if self.logging_started:
             logger.info("Shutdown: In progress...")
         ok = True
+        # Core: Shutdown interrupts and stops the HTTP server before anything else.
+        if self.rpc_server is not None and self.rpc_server in self._started:
+            self._started.remove(self.rpc_server)
+            self._started.append(self.rpc_server)
         while self._started:
             component = self._started.pop()
             if component is self.logging:

@@ -7,6 +7,7 @@ in aipgd.config, which consults this table to reject unknown names.
 
 from __future__ import annotations
 
+import os
 import textwrap
 from dataclasses import dataclass
 from enum import Enum
@@ -53,7 +54,9 @@ class Option:
 GROUP_OPTIONS = "Options:"
 GROUP_CHAIN = "Chain selection options:"
 GROUP_DEBUG = "Debugging/Testing options:"
-GROUP_ORDER = (GROUP_OPTIONS, GROUP_CHAIN, GROUP_DEBUG)
+GROUP_RPC = "RPC server options:"
+GROUP_CONNECTION = "Connection options:"
+GROUP_ORDER = (GROUP_OPTIONS, GROUP_CONNECTION, GROUP_CHAIN, GROUP_DEBUG, GROUP_RPC)
 
 
 def _debug_help() -> str:
@@ -68,6 +71,14 @@ OPTIONS: tuple[Option, ...] = (
     Option("?", Kind.BOOL, "Print this help message and exit", GROUP_OPTIONS),
     Option("version", Kind.BOOL, "Print version and exit", GROUP_OPTIONS),
     Option(
+        "assumevalid", Kind.STRING,
+        "If this block is in the chain assume that it and its ancestors are valid and potentially skip "
+        "their script verification (0 to verify all, default: "
+        "000000fe8c99a7aacc5aff074278a8378e625c0d02e4894db8f09bab185f4eb6, testnet: "
+        "000000f798386703ae778eeaf8a2f426dc2715eb8989b4226cddc1681b567760)",
+        GROUP_OPTIONS, arg="<hex>",
+    ),
+    Option(
         "conf", Kind.STRING,
         "Specify configuration file. Relative paths will be prefixed by datadir location.",
         GROUP_OPTIONS, arg="<file>", default=CONF_FILENAME,
@@ -79,6 +90,24 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("datadir", Kind.STRING, "Specify data directory", GROUP_OPTIONS, arg="<dir>",
            default=DEFAULT_DATADIR_DISPLAY),
+    Option("dbcache", Kind.INT, "Set database cache size in megabytes (4 to 16384, default: 450)",
+           GROUP_OPTIONS, arg="<n>"),
+    Option("maxreorg", Kind.INT, "Set the Maximum reorg depth", GROUP_OPTIONS, arg="<n>", default="60"),
+    Option(
+        "minreorgpeers", Kind.INT,
+        "Set the Minimum amount of peers required to disallow reorg of chains of depth >= maxreorg. Peers "
+        "must be greater than.", GROUP_OPTIONS, arg="<n>", default="4",
+    ),
+    Option(
+        "minreorgage", Kind.INT,
+        "Set the Minimum tip age (in seconds) required to allow reorg of a chain of depth >= maxreorg on a "
+        "node with more than minreorgpeers peers.", GROUP_OPTIONS, arg="<n>", default="43200",
+    ),
+    Option(
+        "par", Kind.INT,
+        f"Set the number of script verification threads (-{os.cpu_count() or 1} to 16, 0 = auto, <0 = leave "
+        "that many cores free, default: 0)", GROUP_OPTIONS, arg="<n>",
+    ),
     Option(
         "pid", Kind.STRING,
         "Specify pid file. Relative paths will be prefixed by a net-specific datadir location.",
@@ -97,6 +126,10 @@ OPTIONS: tuple[Option, ...] = (
         "mines KawPoW from height 1; AIPG Core's value is 3582830167.",
         GROUP_CHAIN, arg="<n>", default="KawPoW from height 1", debug_only=True, regtest_only=True,
     ),
+    Option("checkblocks", Kind.INT, "How many blocks to check at startup (default: 6, 0 = all)", GROUP_DEBUG,
+           arg="<n>", debug_only=True),
+    Option("checklevel", Kind.INT, "How thorough the block verification of -checkblocks is (0-4, default: 3)",
+           GROUP_DEBUG, arg="<n>", debug_only=True),
     Option("debug", Kind.MULTI, _debug_help(), GROUP_DEBUG, arg="<category>", default="0"),
     Option(
         "debugexclude", Kind.MULTI,
@@ -110,6 +143,108 @@ OPTIONS: tuple[Option, ...] = (
         GROUP_DEBUG, default="0",
     ),
 )
+
+# Core: init.cpp HelpMessage's "RPC server options" (defaults in httpserver.h).
+RPC_OPTIONS: tuple[Option, ...] = (
+    Option("server", Kind.BOOL, "Accept command line and JSON-RPC commands", GROUP_RPC, default="1"),
+    Option("rpcbind", Kind.MULTI,
+           "Bind to given address to listen for JSON-RPC connections. This option is ignored unless "
+           "-rpcallowip is also passed. Port is optional and overrides -rpcport. Use [host]:port "
+           "notation for "
+           "IPv6. This option can be specified multiple times (default: 127.0.0.1 and ::1 i.e., "
+           "localhost, or "
+           "if -rpcallowip has been specified, 0.0.0.0 and :: i.e., all addresses)",
+           GROUP_RPC, arg="<addr>[:port]"),
+    Option("rpccookiefile", Kind.STRING, "Location of the auth cookie (default: data dir)", GROUP_RPC,
+           arg="<loc>"),
+    Option("rpcuser", Kind.STRING, "Username for JSON-RPC connections", GROUP_RPC, arg="<user>"),
+    Option("rpcpassword", Kind.STRING, "Password for JSON-RPC connections", GROUP_RPC, arg="<pw>"),
+    Option("rpcauth", Kind.MULTI,
+           "Username and hashed password for JSON-RPC connections. The field <userpw> comes in the format: "
+           "<USERNAME>:<SALT>$<HASH>. A canonical python script is included in share/rpcauth. The "
+           "client then "
+           "connects normally using the rpcuser=<USERNAME>/rpcpassword=<PASSWORD> pair of arguments. This "
+           "option can be specified multiple times",
+           GROUP_RPC, arg="<userpw>"),
+    Option("rpcport", Kind.INT,
+           "Listen for JSON-RPC connections on <port> (default: 9788, testnet: 19788, regtest: 19555)",
+           GROUP_RPC, arg="<port>"),
+    Option("rpcallowip", Kind.MULTI,
+           "Allow JSON-RPC connections from specified source. Valid for <ip> are a single IP (e.g. 1.2.3.4), "
+           "a network/netmask (e.g. 1.2.3.4/255.255.255.0) or a network/CIDR (e.g. 1.2.3.4/24). This option "
+           "can be specified multiple times",
+           GROUP_RPC, arg="<ip>"),
+    Option("rpcthreads", Kind.INT, "Set the number of threads to service RPC calls", GROUP_RPC, arg="<n>",
+           default="4"),
+    Option("rpcworkqueue", Kind.INT, "Set the depth of the work queue to service RPC calls", GROUP_RPC,
+           arg="<n>", default="16", debug_only=True),
+    Option("rpcservertimeout", Kind.INT, "Timeout during HTTP requests", GROUP_RPC, arg="<n>", default="30",
+           debug_only=True),
+    Option("deprecatedrpc", Kind.MULTI, "Allows deprecated RPC method(s) to be used", GROUP_RPC,
+           arg="<method>", debug_only=True),
+)
+OPTIONS = OPTIONS + RPC_OPTIONS
+
+# Core: init.cpp HelpMessage's "Connection options" (defaults in net.h, netbase.h, validation.h).
+NET_OPTIONS: tuple[Option, ...] = (
+    Option("addnode", Kind.MULTI,
+           "Add a node to connect to and attempt to keep the connection open (see the `addnode` RPC command "
+           "help for more info)", GROUP_CONNECTION, arg="<ip>"),
+    Option("banscore", Kind.INT, "Threshold for disconnecting misbehaving peers", GROUP_CONNECTION, arg="<n>",
+           default="100"),
+    Option("bantime", Kind.INT, "Number of seconds to keep misbehaving peers from reconnecting",
+           GROUP_CONNECTION, arg="<n>", default="86400"),
+    Option("bind", Kind.MULTI,
+           "Bind to given address and always listen on it. Use [host]:port notation for IPv6",
+           GROUP_CONNECTION, arg="<addr>"),
+    Option("connect", Kind.MULTI,
+           "Connect only to the specified node(s); -connect=0 disables automatic connections (the rules for "
+           "this peer are the same as for -addnode)", GROUP_CONNECTION, arg="<ip>"),
+    Option("dns", Kind.BOOL, "Allow DNS lookups for -addnode, -seednode and -connect", GROUP_CONNECTION,
+           default="1"),
+    Option("dnsseed", Kind.BOOL,
+           "Query for peer addresses via DNS lookup, if low on addresses (default: 1 unless -connect used)",
+           GROUP_CONNECTION),
+    Option("listen", Kind.BOOL, "Accept connections from outside (default: 1 if no -proxy or -connect)",
+           GROUP_CONNECTION),
+    Option("maxconnections", Kind.INT, "Maintain at most <n> connections to peers", GROUP_CONNECTION,
+           arg="<n>", default="125"),
+    Option("maxreceivebuffer", Kind.INT, "Maximum per-connection receive buffer, <n>*1000 bytes",
+           GROUP_CONNECTION, arg="<n>", default="5000"),
+    Option("maxsendbuffer", Kind.INT, "Maximum per-connection send buffer, <n>*1000 bytes", GROUP_CONNECTION,
+           arg="<n>", default="1000"),
+    Option("onlynet", Kind.MULTI, "Only connect to nodes in network <net> (ipv4, ipv6 or onion)",
+           GROUP_CONNECTION, arg="<net>"),
+    Option("port", Kind.INT, "Listen for connections on <port> (default: 8865 or testnet: 18865)",
+           GROUP_CONNECTION, arg="<port>"),
+    Option("proxy", Kind.STRING, "Connect through SOCKS5 proxy (not supported yet)", GROUP_CONNECTION,
+           arg="<ip:port>"),
+    Option("seednode", Kind.MULTI, "Connect to a node to retrieve peer addresses, and disconnect",
+           GROUP_CONNECTION, arg="<ip>"),
+    Option("timeout", Kind.INT, "Specify connection timeout in milliseconds (minimum: 1)", GROUP_CONNECTION,
+           arg="<n>", default="5000"),
+    Option("whitelist", Kind.MULTI,
+           "Whitelist peers connecting from the given IP address (e.g. 1.2.3.4) or CIDR notated network "
+           "(e.g. 1.2.3.0/24). Can be specified multiple times. Whitelisted peers cannot be DoS banned and "
+           "their transactions are always relayed, even if they are already in the mempool, useful e.g. for "
+           "a gateway", GROUP_CONNECTION, arg="<IP address or network>"),
+    Option("maxuploadtarget", Kind.INT,
+           "Tries to keep outbound traffic under the given target (in MiB per 24h), 0 = no limit",
+           GROUP_CONNECTION, arg="<n>", default="0"),
+    # Testing knobs (shown with -help-debug only).
+    Option("peertimeout", Kind.INT,
+           "Seconds a new connection may take to complete the version handshake", GROUP_CONNECTION,
+           arg="<n>", default="60", debug_only=True),
+    Option("pinginterval", Kind.INT, "Seconds between pings to each peer", GROUP_CONNECTION, arg="<n>",
+           default="120", debug_only=True),
+    Option("inactivitytimeout", Kind.INT,
+           "Seconds without sending, receiving or a ping reply before a peer is dropped", GROUP_CONNECTION,
+           arg="<n>", default="1200", debug_only=True),
+    Option("banlocalpeers", Kind.BOOL,
+           "Ban misbehaving peers on local addresses too (Core never bans them)", GROUP_CONNECTION,
+           default="0", debug_only=True),
+)
+OPTIONS = OPTIONS + NET_OPTIONS
 
 # -h and -help are accepted spellings of -? (Core: AppInit checks all three).
 HELP_ALIASES = ("h", "help")

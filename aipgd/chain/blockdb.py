@@ -19,11 +19,19 @@ DB_BLOCK_FILES = b"f"
 DB_BLOCK_INDEX = b"b"
 DB_LAST_BLOCK = b"l"
 DB_REINDEX_FLAG = b"R"
+DB_FLAG = b"F"
+FLAG_PRUNED_BLOCK_FILES = "prunedblockfiles"
 
 # Core: nBlockTreeDBCache's floor; the index is small until headers sync arrives.
 BLOCK_TREE_CACHE_BYTES = 2 << 20
 
 _I32 = struct.Struct("<i")
+
+
+def _flag_key(name: str) -> bytes:
+    # Core: std::make_pair(DB_FLAG, std::string(name)), the string with its compact-size length.
+    raw = name.encode()
+    return DB_FLAG + bytes([len(raw)]) + raw
 
 
 def _file_key(n: int) -> bytes:
@@ -53,8 +61,23 @@ class BlockTreeDB:
         return DatabaseError(f"Error reading {what} from the block index database {self.path}: {exc}. "
                              f"{REINDEX_ADVICE}")
 
+    def wipe(self) -> None:
+        """Start an empty block index (Core: CBlockTreeDB with fWipe, -reindex)."""
+        self._db.wipe()
+
     def read_reindexing(self) -> bool:
         return self._db.exists(DB_REINDEX_FLAG)
+
+    def write_reindexing(self, reindexing: bool) -> None:
+        """Core: WriteReindexing, the flag that makes an interrupted -reindex resume at the next start."""
+        self._db.write_batch([(DB_REINDEX_FLAG, b"1" if reindexing else None)], sync=True)
+
+    def read_flag(self, name: str) -> bool:
+        """Core: ReadFlag ('1' or '0'; absent reads as false)."""
+        return self._db.get(_flag_key(name)) == b"1"
+
+    def write_flag(self, name: str, value: bool) -> None:
+        self._db.write_batch([(_flag_key(name), b"1" if value else b"0")], sync=True)
 
     def read_last_block_file(self) -> int | None:
         value = self._db.get(DB_LAST_BLOCK)

@@ -1,17 +1,20 @@
 """The chainstate database (UTXO set and best-block marker) in AIPG Core's key layout (Core: CCoinsViewDB).
 
-Owns the `B` best block, the `H` head-blocks marker of an interrupted flush and, later, the `C`
-coin records, all obfuscated with the database's key as Core does. It must never decide which
-block is best: ChainState hands it the result, and every write is one synced batch.
+Owns the `B` best block, the `H` head-blocks marker of an interrupted flush and the `C` coin
+records ('C' + txid + VARINT(n) -> Coin), all obfuscated with the database's key as Core does. It
+must never decide which block is best: ChainState hands it the result, and every write is one synced batch.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from aipgd.chain.dbwrapper import REINDEX_ADVICE, DatabaseError, LevelDB
-from aipgd.core.serialize import ByteReader, DeserializationError, ser_compact_size
+from aipgd.chain.coins import Coin
+from aipgd.chain.dbwrapper import REINDEX_CHAINSTATE_ADVICE, DatabaseError, LevelDB
+from aipgd.core.serialize import ByteReader, DeserializationError, ser_compact_size, ser_varint
+from aipgd.core.transaction import OutPoint
+from aipgd.core.uint256 import ZERO_HASH
 
 DB_COIN = b"C"
 DB_COINS = b"c"  # the pre-0.15 per-transaction format
@@ -21,13 +24,27 @@ DB_HEAD_BLOCKS = b"H"
 COINS_DB_CACHE_BYTES = 8 << 20
 
 
+def coin_key(outpoint: OutPoint) -> bytes:
+    """Core: CoinEntry, the key of one unspent output."""
+    return DB_COIN + outpoint.txid + ser_varint(outpoint.n)
+
+
+def outpoint_from_key(key: bytes) -> OutPoint:
+    r = ByteReader(key, 1)
+    txid = r.hash256("coin key txid")
+    n = r.varint("coin key index", max_value=0xFFFFFFFF)
+    r.expect_end("coin key")
+    return OutPoint(txid, n)
+
+
 class ChainStateDB:
     """chainstate/ (obfuscated, as in Core)."""
 
     name = "chainstate database"
 
     def __init__(self, path: Path) -> None:
-        self._db = LevelDB(path, label="chainstate", obfuscate=True, cache_bytes=COINS_DB_CACHE_BYTES)
+        self._db = LevelDB(path, label="chainstate", obfuscate=True, cache_bytes=COINS_DB_CACHE_BYTES,
+                           advice=REINDEX_CHAINSTATE_ADVICE)
 
     @property
     def path(self) -> Path:
@@ -39,13 +56,34 @@ class ChainStateDB:
     def stop(self) -> None:
         self._db.close()
 
+    def wipe(self) -> None:
+        """Start from an empty UTXO set (-reindex, -reindex-chainstate)."""
+        self._db.wipe()
+
     def _corrupt(self, what: str, detail: object) -> DatabaseError:
         return DatabaseError(f"Error reading {what} from the chainstate database {self.path}: {detail}. "
-                             f"{REINDEX_ADVICE}")
+                             f"{REINDEX_CHAINSTATE_ADVICE}")
 
     def has_legacy_coins(self) -> bool:
         """Core: CCoinsViewDB::NeedsUpgrade (the old per-transaction `c` records)."""
         return self._db.has_prefix(DB_COINS)
+
+    def get_coin(self, outpoint: OutPoint) -> Coin | None:
+        value = self._db.get(coin_key(outpoint))
+        if value is None:
+            return None
+        try:
+            return Coin.from_bytes(value)
+        except DeserializationError as exc:
+            raise self._corrupt(f"the coin {outpoint}", exc) from exc
+
+    def iterate_coins(self) -> Iterator[tuple[OutPoint, Coin]]:
+        """Every unspent output in key order (Core: CCoinsViewDBCursor)."""
+        for key, value in self._db.iterate_prefix(DB_COIN):
+            try:
+                yield outpoint_from_key(key), Coin.from_bytes(value)
+            except DeserializationError as exc:
+                raise self._corrupt(f"the coin record {key.hex()}", exc) from exc
 
     def get_best_block(self) -> bytes | None:
         value = self._db.get(DB_BEST_BLOCK)
@@ -69,18 +107,19 @@ class ChainStateDB:
         return heads
 
     def batch_write(self, best_block: bytes, old_best: bytes | None,
-                    coins: Iterable[tuple[bytes, bytes | None]] = ()) -> None:
+                    coins: Iterable[tuple[OutPoint, Coin | None]] = ()) -> None:
         """Core: CCoinsViewDB::BatchWrite.
 
         The head-blocks marker goes in first and the best block last, so that if a future large flush
         is split into several batches, start-up sees `H` and knows the coins are mid-way between two
         tips. In one batch (all we write today) the pair cancels out and only `B` changes.
         """
-        heads = [best_block] + ([old_best] if old_best is not None else [])
+        # Core writes [new tip, old tip], the old one zero on the first flush.
+        heads = [best_block, old_best if old_best is not None else ZERO_HASH]
         ops: list[tuple[bytes, bytes | None]] = [
             (DB_BEST_BLOCK, None),
             (DB_HEAD_BLOCKS, ser_compact_size(len(heads)) + b"".join(heads)),
         ]
-        ops += [(DB_COIN + key, value) for key, value in coins]
+        ops += [(coin_key(op), None if coin is None else coin.serialize()) for op, coin in coins]
         ops += [(DB_HEAD_BLOCKS, None), (DB_BEST_BLOCK, best_block)]
         self._db.write_batch(ops, sync=True)

@@ -1,58 +1,169 @@
-"""ChainState: the one door through which chain state is written (first slice: genesis and the tip).
+"""ChainState: the one door through which chain state is written (Core: CChainState and its globals).
 
-Owns loading the block index and best block at start-up, storing the genesis block on a fresh datadir,
-repairing the state a kill -9 can leave, and flushing in Core's order (blk fsync, then the block index
-batch, then the chainstate batch: Core FlushStateToDisk). It must never check blocks beyond the
-genesis identity and the stored hash: validation belongs to aipgd.consensus.
+Owns the block tree and the active chain, accepting headers and blocks (AcceptBlockHeader,
+AcceptBlock), choosing and activating the most-work valid chain step by step (ActivateBestChain,
+ConnectTip, DisconnectTip, reorgs of any depth), invalidate/reconsider/precious, and writing in
+Core's crash-safe order (blk/rev fsync, then the block index batch, then the chainstate batch with
+its best-block marker: FlushStateToDisk). At start-up it loads the index, repairs what a kill -9
+left (ReplayBlocks, then reconnecting blocks past the chainstate's best block) and verifies the
+last blocks (VerifyDB). Validity itself is decided by aipgd.consensus and aipgd.chain.connect.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 
+import kawpow
 from aipgd.chain.blockdb import BlockTreeDB
+from aipgd.chain.blockindex import (
+    BLOCK_FAILED_MASK,
+    ActiveChain,
+    BlockIndex,
+    block_proof_equivalent_time,
+    last_common_ancestor,
+)
 from aipgd.chain.blockstore import BlockStore, FlatFilePos
-from aipgd.chain.chaindb import ChainStateDB
+from aipgd.chain.blocktree import BlockTree
+from aipgd.chain.chaindb import COINS_DB_CACHE_BYTES, ChainStateDB
+from aipgd.chain.coins import Coin
+from aipgd.chain.coinsview import CoinsViewCache, CoinsViewDB, utxo_set_hash
+from aipgd.chain.connect import (
+    DisconnectResult,
+    connect_block,
+    default_script_threads,
+    disconnect_block,
+    rollforward_block,
+)
 from aipgd.chain.dbwrapper import REINDEX_ADVICE, DatabaseError
 from aipgd.chain.diskformat import (
-    BLOCK_HAVE_DATA,
+    BLOCK_FAILED_CHILD,
+    BLOCK_FAILED_VALID,
+    BLOCK_HAVE_UNDO,
     BLOCK_VALID_SCRIPTS,
     BLOCK_VALID_TRANSACTIONS,
-    DiskBlockIndex,
 )
-from aipgd.core.block import Block
+from aipgd.chain.header_rules import (
+    DEFAULT_MIN_REORG_AGE,
+    DEFAULT_MIN_REORG_PEERS,
+    ReorgPolicy,
+    contextual_header_state,
+    last_checkpoint,
+)
+from aipgd.chain.undo import TxUndo, deserialize_block_undo, serialize_block_undo, undo_checksum
+from aipgd.chain.verifydb import verify_db
+from aipgd.consensus.block_check import check_block, contextual_check_block
+from aipgd.consensus.pow import check_block_header_pow, check_header_height
+from aipgd.consensus.validation_state import VALID, ValidationState
+from aipgd.core.block import Block, BlockHeader
 from aipgd.core.params import ChainParams
 from aipgd.core.serialize import DeserializationError
-from aipgd.core.uint256 import hash_to_hex
+from aipgd.core.transaction import OutPoint
+from aipgd.core.uint256 import ZERO_HASH, hash_to_hex
+from aipgd.errors import InitError
 
 logger = logging.getLogger(__name__)
 
+# Core: txdb.h / validation.h.
+DEFAULT_DB_CACHE_MIB = 450
+MIN_DB_CACHE_MIB = 4
+MAX_DB_CACHE_MIB = 16384
+BLOCK_TREE_DB_CACHE_MAX = 2 << 20
+DEFAULT_CHECKBLOCKS = 6
+DEFAULT_CHECKLEVEL = 3
+DATABASE_WRITE_INTERVAL = 60 * 60
+DATABASE_FLUSH_INTERVAL = 24 * 60 * 60
+MAX_BLOCK_COINSDB_USAGE = 10 << 20
+# Core: ConnectBlock's assumevalid rule, skip scripts only when two weeks of work sit on top.
+ASSUMEVALID_MIN_BURY_SECONDS = 60 * 60 * 24 * 7 * 2
+# Blocks kept in memory between acceptance and connection, and failure verdicts kept for callers.
+_RECENT_BLOCKS = 64
+
+
+class ChainStateError(InitError):
+    """A local failure (disk, database, inconsistent data) that leaves the node unable to go on
+    (Core: AbortNode). Invalid blocks never raise it."""
+
+
+class FlushMode(Enum):
+    """Core: FlushStateMode."""
+
+    NONE = 0
+    IF_NEEDED = 1
+    PERIODIC = 2
+    ALWAYS = 3
+
 
 @dataclass(frozen=True)
-class ChainTip:
-    block_hash: bytes
-    height: int
-    time: int
+class ChainStateOptions:
+    dbcache_mib: int = DEFAULT_DB_CACHE_MIB
+    # None: the network's default; ZERO_HASH: verify every script (-assumevalid=0).
+    assume_valid: bytes | None = None
+    check_blocks: int = DEFAULT_CHECKBLOCKS
+    check_level: int = DEFAULT_CHECKLEVEL
+    script_threads: int = 0  # 0: one per core
+    max_reorg_depth: int | None = None  # None: the network's
+    min_reorg_peers: int = DEFAULT_MIN_REORG_PEERS
+    min_reorg_age: int = DEFAULT_MIN_REORG_AGE
 
-    @property
-    def hash_hex(self) -> str:
-        return hash_to_hex(self.block_hash)
+    def coins_cache_bytes(self) -> int:
+        """Core: nCoinCacheUsage, what -dbcache leaves after the two LevelDB caches."""
+        total = min(max(self.dbcache_mib, MIN_DB_CACHE_MIB), MAX_DB_CACHE_MIB) << 20
+        total -= min(total // 8, BLOCK_TREE_DB_CACHE_MAX)
+        total -= min(total // 2, total // 4 + (1 << 23), COINS_DB_CACHE_BYTES)
+        return total
+
+
+@dataclass(frozen=True)
+class UtxoStats:
+    """Core: CCoinsStats (gettxoutsetinfo)."""
+
+    best_block: bytes
+    height: int
+    transactions: int
+    outputs: int
+    total_amount: int
+    hash_serialized: bytes
 
 
 class ChainState:
     name = "chainstate"
 
     def __init__(self, params: ChainParams, block_store: BlockStore, block_tree: BlockTreeDB,
-                 coins_db: ChainStateDB) -> None:
+                 coins_db: ChainStateDB, *, options: ChainStateOptions | None = None,
+                 contexts: kawpow.ContextCache | None = None, clock: Callable[[], float] = time.time,
+                 peer_count: Callable[[], int] = lambda: 0) -> None:
         self.params = params
         self.block_store = block_store
         self.block_tree = block_tree
         self.coins_db = coins_db
-        self.block_index: dict[bytes, DiskBlockIndex] = {}
-        self._dirty_index: set[bytes] = set()
-        self.tip: ChainTip | None = None
+        self.options = options or ChainStateOptions()
+        self.contexts = contexts if contexts is not None else kawpow.ContextCache()
+        self._clock = clock
+        self._peer_count = peer_count
+        self.tree = BlockTree()
+        self.chain = ActiveChain()
+        self.coins_view = CoinsViewDB(coins_db)
+        self.coins_tip = CoinsViewCache(self.coins_view)
+        self.coins_cache_bytes = self.options.coins_cache_bytes()
+        self.script_threads = self.options.script_threads or default_script_threads()
+        self.reorg_policy = ReorgPolicy(
+            self.options.max_reorg_depth if self.options.max_reorg_depth is not None
+            else params.max_reorganization_depth, self.options.min_reorg_peers, self.options.min_reorg_age)
+        av = self.options.assume_valid
+        if av is None:
+            av = params.default_assume_valid
+        self.assume_valid: bytes | None = None if av == ZERO_HASH else av
+        self.lock = threading.RLock()
+        self._recent_blocks: dict[bytes, Block] = {}
+        self._block_failures: dict[bytes, ValidationState] = {}
+        now = int(clock())
+        self._last_write = now
+        self._last_flush = now
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -62,51 +173,49 @@ class ChainState:
     def stop(self) -> None:
         self.flush()
 
+    @property
+    def tip(self) -> BlockIndex | None:
+        return self.chain.tip
+
+    @property
+    def block_index(self) -> dict[bytes, BlockIndex]:
+        return self.tree.index
+
+    @property
+    def best_header(self) -> BlockIndex | None:
+        """Core: pindexBestHeader, the most-work header not known to be invalid."""
+        return self.tree.best_header
+
     # -- start-up ------------------------------------------------------------------------------
 
     def load(self) -> None:
-        """Core: LoadBlockIndex, LoadGenesisBlock, ReplayBlocks and LoadChainTip, for a genesis-only chain."""
-        if self.block_tree.read_reindexing():
-            raise DatabaseError("The block index is marked as being reindexed, and -reindex is not "
-                                f"implemented in aipgd yet. {REINDEX_ADVICE}")
-        if self.coins_db.has_legacy_coins():
-            raise DatabaseError("The chainstate database uses the pre-0.15 coin format, which aipgd cannot "
-                                f"upgrade. {REINDEX_ADVICE}")
-        genesis_hash = self.params.genesis_hash
-        # Checked before decoding any record: another network's records may not even parse here
-        # (their header layout depends on this network's KawPoW activation time).
-        if self.block_tree.has_any_block_index() and not self.block_tree.has_block_index(genesis_hash):
-            # Core: "Incorrect or no genesis block found. Wrong datadir for network?"
-            raise DatabaseError(
-                f"Incorrect or no genesis block found in {self.block_tree.path}: it does not contain the "
-                f"{self.params.network} genesis block {self.params.genesis_hash_hex}. "
-                "Wrong datadir for network?")
-        self._load_block_index()
-        if genesis_hash not in self.block_index:
-            self._store_genesis()
-
-        if self.coins_db.get_head_blocks():
-            raise DatabaseError(
-                "The chainstate database was left mid-way through a multi-batch flush (head blocks marker), "
-                f"and replaying blocks is not implemented in aipgd yet. {REINDEX_ADVICE}")
-        best = self.coins_db.get_best_block()
-        if best is None:
-            # A fresh datadir, or a crash after the index batch but before the chainstate batch:
-            # connecting genesis creates no coins (Core: ConnectBlock skips the genesis coinbase),
-            # so the repair is to record it as the best block.
-            logger.info("Connecting genesis block %s to an empty chainstate", self.params.genesis_hash_hex)
-            self.coins_db.batch_write(genesis_hash, None)
-            best = genesis_hash
-        entry = self.block_index.get(best)
-        if entry is None or not entry.have_data:
-            raise DatabaseError(
-                f"The chainstate's best block {hash_to_hex(best)} is not in the block index, or its data is "
-                f"missing. {REINDEX_ADVICE}")
-        self._check_block_on_disk(best, entry)
-        self.tip = ChainTip(best, entry.height, entry.header.time)
-        date = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(entry.header.time))
-        logger.info("Loaded best chain: hashBestChain=%s height=%d date=%s", self.tip.hash_hex,
-                    entry.height, date)
+        """Core: LoadBlockIndex, LoadGenesisBlock, ReplayBlocks, LoadChainTip, VerifyDB and the
+        ActivateBestChain of ThreadImport, which reconnects blocks stored past the chainstate's tip."""
+        with self.lock:
+            if self.block_tree.read_reindexing():
+                raise DatabaseError("The block index is marked as being reindexed, and -reindex is not "
+                                    f"implemented in aipgd yet. {REINDEX_ADVICE}")
+            if self.coins_db.has_legacy_coins():
+                raise DatabaseError("The chainstate database uses the pre-0.15 coin format, which aipgd "
+                                    f"cannot upgrade. {REINDEX_ADVICE}")
+            genesis_hash = self.params.genesis_hash
+            # Checked before decoding any record: another network's records may not even parse here
+            # (their header layout depends on this network's KawPoW activation time).
+            if self.block_tree.has_any_block_index() and not self.block_tree.has_block_index(genesis_hash):
+                # Core: "Incorrect or no genesis block found. Wrong datadir for network?"
+                raise DatabaseError(
+                    f"Incorrect or no genesis block found in {self.block_tree.path}: it does not contain the "
+                    f"{self.params.network} genesis block {self.params.genesis_hash_hex}. "
+                    "Wrong datadir for network?")
+            self._load_block_index()
+            if genesis_hash not in self.tree:
+                self._store_genesis()
+            self.replay_blocks()
+            self._load_chain_tip()
+            verify_db(self, self.options.check_level, self.options.check_blocks)
+            state = self.activate_best_chain()
+            if state.is_error():
+                raise ChainStateError(f"Failed to connect the best chain at start-up: {state.reject_reason}")
 
     def _load_block_index(self) -> None:
         last_file = self.block_tree.read_last_block_file() or 0
@@ -116,53 +225,514 @@ class ChainState:
             if info is not None:
                 infos[n] = info
         self.block_store.load_file_info(last_file, infos)
-        self.block_index = self.block_tree.load_block_index(self.params.kawpow_activation_time)
-        logger.info("LoadBlockIndexDB: last block file = %d, %d block index entries", last_file,
-                    len(self.block_index))
+        records = self.block_tree.load_block_index(self.params.kawpow_activation_time)
+        self.tree.load(records, self.params.genesis_hash)
+        logger.info("LoadBlockIndexDB: last block file = %d, %d block index entries", last_file, len(records))
 
     def _store_genesis(self) -> None:
-        """Core: LoadGenesisBlock + ActivateBestChain for block 0, then FlushStateToDisk."""
+        """Core: LoadGenesisBlock (AcceptBlock for block 0), written out at once."""
         genesis = self.params.genesis
-        raw = genesis.serialize()
-        pos = self.block_store.write_block(raw, height=0, time=genesis.header.time)
-        # Genesis is valid by definition (params checked its hash and merkle root); connecting it
+        pos = self.block_store.write_block(genesis.serialize(), height=0, time=genesis.header.time)
+        index = self.tree.add_header(self.params.genesis_hash, genesis.header)
+        self.tree.received_transactions(index, len(genesis.vtx), pos.file, pos.pos, None)
+        # Genesis is valid by definition (params checked its hash and merkle root), and connecting it
         # writes no undo data (Core: ConnectBlock returns early for the genesis block).
-        status = BLOCK_HAVE_DATA | BLOCK_VALID_TRANSACTIONS
-        entry = DiskBlockIndex(height=0, status=status, tx_count=len(genesis.vtx), header=genesis.header,
-                               file=pos.file, data_pos=pos.pos).raise_validity(BLOCK_VALID_SCRIPTS)
-        self.block_index[self.params.genesis_hash] = entry
-        self._dirty_index.add(self.params.genesis_hash)
-        self.flush()
+        index.raise_validity(BLOCK_VALID_SCRIPTS)
+        self._write_block_index()
         logger.info("Stored genesis block %s at blk%05d.dat offset %d", self.params.genesis_hash_hex,
                     pos.file, pos.pos)
 
-    def _check_block_on_disk(self, block_hash: bytes, entry: DiskBlockIndex) -> None:
-        """Core: ReadBlockFromDisk's "Errors in block header" check, applied to the tip at start-up."""
-        raw = self.block_store.read_block_bytes(FlatFilePos(entry.file, entry.data_pos))
+    def _load_chain_tip(self) -> None:
+        """Core: LoadChainTip. A chainstate without a best block has never been flushed: it is the
+        state after the genesis block, whose coinbase adds no coins."""
+        best = self.coins_tip.get_best_block()
+        if best is None:
+            logger.info("Connecting genesis block %s to an empty chainstate", self.params.genesis_hash_hex)
+            self.coins_tip.set_best_block(self.params.genesis_hash)
+            self.coins_tip.flush()
+            best = self.params.genesis_hash
+        index = self.tree.get(best)
+        if index is None or not index.have_data:
+            raise DatabaseError(
+                f"The chainstate's best block {hash_to_hex(best)} is not in the block index, or its data is "
+                f"missing. {REINDEX_ADVICE}")
+        self.read_block(index)
+        self.chain.set_tip(index)
+        # On a restart the tip keeps its place among tips of equal work.
+        index.sequence_id = 0
+        self.tree.candidates.add(index)
+        self.tree.prune_candidates(index)
+        date = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(index.time))
+        logger.info("Loaded best chain: hashBestChain=%s height=%d date=%s", index.hash_hex, index.height,
+                    date)
+
+    def replay_blocks(self) -> None:
+        """Core: ReplayBlocks. A flush interrupted between two batches leaves the head-blocks marker
+        [new tip, old tip]: roll the coins back to the fork and forward to the new tip."""
+        heads = self.coins_db.get_head_blocks()
+        if not heads:
+            return
+        if len(heads) != 2:
+            raise DatabaseError(f"ReplayBlocks(): unknown inconsistent state in the chainstate's head blocks "
+                                f"marker. {REINDEX_ADVICE}")
+        logger.info("Replaying blocks")
+        new = self.tree.get(heads[0])
+        if new is None:
+            raise DatabaseError(f"ReplayBlocks(): reorganization to unknown block requested. "
+                                f"{REINDEX_ADVICE}")
+        old: BlockIndex | None = None
+        fork: BlockIndex | None = None
+        if heads[1] != ZERO_HASH:
+            old = self.tree.get(heads[1])
+            if old is None:
+                raise DatabaseError(f"ReplayBlocks(): reorganization from unknown block requested. "
+                                    f"{REINDEX_ADVICE}")
+            fork = last_common_ancestor(old, new)
+        cache = CoinsViewCache(self.coins_view)
+        while old is not None and old is not fork:
+            if old.height > 0:
+                logger.info("Rolling back %s (%d)", old.hash_hex, old.height)
+                # An UNCLEAN result is expected (the interrupted flush applied only part of the
+                # block) and harmless: spending and adding coins are idempotent.
+                result = disconnect_block(self.read_block(old), old, self.read_undo(old), cache)
+                if result is DisconnectResult.FAILED:
+                    raise DatabaseError(f"RollbackBlock(): DisconnectBlock failed at {old.height}, "
+                                        f"hash={old.hash_hex}. {REINDEX_ADVICE}")
+            old = old.prev
+        for height in range((fork.height if fork is not None else 0) + 1, new.height + 1):
+            index = new.get_ancestor(height)
+            assert index is not None
+            logger.info("Rolling forward %s (%d)", index.hash_hex, height)
+            rollforward_block(self.read_block(index), index, cache)
+        cache.set_best_block(new.block_hash)
+        cache.flush()
+
+    # -- reading stored data -------------------------------------------------------------------
+
+    def read_block(self, index: BlockIndex) -> Block:
+        """Core: ReadBlockFromDisk, which also checks the stored block is the one indexed."""
+        cached = self._recent_blocks.get(index.block_hash)
+        if cached is not None:
+            return cached
+        if not index.have_data:
+            raise ChainStateError(f"Block {index.hash_hex} at height {index.height} is not stored")
+        raw = self.block_store.read_block_bytes(FlatFilePos(index.file, index.data_pos))
         try:
             block = Block.deserialize(raw, self.params.kawpow_activation_time)
         except DeserializationError as exc:
-            raise DatabaseError(f"The stored block {hash_to_hex(block_hash)} cannot be parsed ({exc}). "
+            raise DatabaseError(f"The stored block {index.hash_hex} cannot be parsed ({exc}). "
                                 f"{REINDEX_ADVICE}") from exc
-        if block.header.kawpow:
-            # A KawPoW hash needs the engine; the stored header must at least equal the index's record.
-            stored_ok = block.header.serialize() == entry.header.serialize()
-        else:
-            stored_ok = block.header.hash == block_hash
-        if block_hash == self.params.genesis_hash:
-            stored_ok = stored_ok and raw == self.params.genesis.serialize()
-        if not stored_ok:
-            raise DatabaseError(f"The stored block {hash_to_hex(block_hash)} does not match the block index. "
+        if block.hash != index.block_hash or (index.height == 0 and raw != self.params.genesis.serialize()):
+            raise DatabaseError(f"The stored block {index.hash_hex} does not match the block index "
+                                f"(ReadBlockFromDisk: Errors in block header). {REINDEX_ADVICE}")
+        return block
+
+    def read_undo(self, index: BlockIndex) -> list[TxUndo]:
+        """Core: UndoReadFromDisk, with the checksum keyed by the parent's hash."""
+        if not index.have_undo or index.prev is None:
+            raise ChainStateError(f"No undo data available for block {index.hash_hex}")
+        data, checksum = self.block_store.read_undo_bytes(FlatFilePos(index.file, index.undo_pos))
+        if undo_checksum(index.prev.block_hash, data) != checksum:
+            raise DatabaseError(f"The undo data of block {index.hash_hex} fails its checksum. "
                                 f"{REINDEX_ADVICE}")
+        try:
+            return deserialize_block_undo(data)
+        except DeserializationError as exc:
+            raise DatabaseError(f"The undo data of block {index.hash_hex} cannot be parsed ({exc}). "
+                                f"{REINDEX_ADVICE}") from exc
+
+    def get_coin(self, outpoint: OutPoint) -> Coin | None:
+        with self.lock:
+            return self.coins_tip.get_coin(outpoint)
+
+    # -- headers and blocks --------------------------------------------------------------------
+
+    def accept_block_header(self, header: BlockHeader, *,
+                            pow_checked: bool = False) -> tuple[ValidationState, BlockIndex | None]:
+        """Core: AcceptBlockHeader. A header already known is accepted again unless it failed."""
+        with self.lock:
+            block_hash = header.hash
+            known = self.tree.get(block_hash)
+            if known is not None:
+                if known.failed:
+                    invalid = ValidationState.invalid("duplicate",
+                                                      debug=f"block {known.hash_hex} is marked invalid")
+                    return invalid, known
+                return VALID, known
+            prev = self.tree.get(header.prev_hash)
+            if prev is not None:
+                # Checked before the proof of work: the declared height picks the KawPoW epoch.
+                state = check_header_height(header, prev.height + 1)
+                if not state:
+                    return state, None
+            if not pow_checked:
+                state = check_block_header_pow(header, self.params, self.contexts)
+                if not state:
+                    return state, None
+            if prev is None:
+                return ValidationState.invalid("prev-blk-not-found", dos=10,
+                                               debug="prev block not found"), None
+            if prev.failed:
+                return ValidationState.invalid("bad-prevblk", dos=100, debug="prev block invalid"), None
+            tip = self.chain.tip
+            state = contextual_header_state(
+                header, prev, self.params, int(self._clock()), active_height=self.chain.height,
+                active_tip_time=tip.time if tip is not None else 0, peer_count=self._peer_count(),
+                reorg_policy=self.reorg_policy,
+                checkpoint=lambda: last_checkpoint(self.params, self.tree.index))
+            if not state:
+                return state, None
+            if not prev.is_valid(BLOCK_VALID_SCRIPTS):
+                for failed in self.tree.failed_blocks:
+                    if prev.get_ancestor(failed.height) is failed:
+                        walk: BlockIndex | None = prev
+                        while walk is not None and walk is not failed:
+                            walk.status |= BLOCK_FAILED_CHILD
+                            self.tree.mark_dirty(walk)
+                            walk = walk.prev
+                        return ValidationState.invalid("bad-prevblk", dos=100,
+                                                       debug="prev block invalid"), None
+            return VALID, self.tree.add_header(block_hash, header)
+
+    def accept_block(self, block: Block, *,
+                     pow_checked: bool = False) -> tuple[ValidationState, BlockIndex | None]:
+        """Core: AcceptBlock (every block counts as requested: they come from this node's user)."""
+        with self.lock:
+            state, index = self.accept_block_header(block.header, pow_checked=pow_checked)
+            if not state or index is None:
+                return state, index
+            if index.have_data:
+                return VALID, index
+            prev = index.prev
+            state = check_block(block)
+            if state:
+                state = contextual_check_block(
+                    block, prev.height if prev is not None else None,
+                    prev.median_time_past() if prev is not None else None,
+                    bip34_height=self.params.bip34_height)
+            if not state:
+                if state.is_invalid() and not state.corruption_possible:
+                    index.status |= BLOCK_FAILED_VALID
+                    self.tree.failed_blocks.add(index)
+                    self.tree.mark_dirty(index)
+                return state, index
+            pos = self.block_store.write_block(block.serialize(), index.height, block.header.time)
+            self.tree.received_transactions(index, len(block.vtx), pos.file, pos.pos, self.chain.tip)
+            self._remember_block(block)
+            return VALID, index
+
+    def process_new_block(self, block: Block) -> ValidationState:
+        """Core: ProcessNewBlock (+ submitblock's state catcher): check, store, then activate the best
+        chain. Returns why the block was refused, including a failure while connecting it."""
+        with self.lock:
+            block_hash = block.hash
+            pow_checked = False
+            if block_hash not in self.tree:
+                state = check_block_header_pow(block.header, self.params, self.contexts)
+                if not state:
+                    return state
+                pow_checked = True
+            state = check_block(block)
+            if not state:
+                return state
+            state, _ = self.accept_block(block, pow_checked=pow_checked)
+            if not state:
+                return state
+            state = self.activate_best_chain()
+            if not state:
+                return state
+            return self._block_failures.pop(block_hash, VALID)
+
+    def _remember_block(self, block: Block) -> None:
+        self._recent_blocks[block.hash] = block
+        while len(self._recent_blocks) > _RECENT_BLOCKS:
+            del self._recent_blocks[next(iter(self._recent_blocks))]
+
+    # -- chain activation ----------------------------------------------------------------------
+
+    def activate_best_chain(self) -> ValidationState:
+        """Core: ActivateBestChain. Returns an error state only for local failures; invalid blocks
+        are marked and skipped. Raises ChainStateError when the active chain cannot be changed."""
+        with self.lock:
+            most_work: BlockIndex | None = None
+            while True:
+                if most_work is None:
+                    most_work = self._find_most_work_chain()
+                if most_work is None or most_work is self.chain.tip:
+                    break
+                if self._activate_step(most_work):
+                    most_work = None
+                elif self.chain.tip is most_work:
+                    break
+            self.flush(FlushMode.PERIODIC)
+            return VALID
+
+    def _find_most_work_chain(self) -> BlockIndex | None:
+        """Core: FindMostWorkChain, the best candidate whose blocks off the active chain are all
+        stored and not failed; unusable candidates are dropped (failed ones marked failed-child)."""
+        tree = self.tree
+        while True:
+            new = tree.best_candidate()
+            if new is None:
+                return None
+            test: BlockIndex | None = new
+            usable = True
+            while test is not None and not self.chain.contains(test):
+                failed_chain = test.failed
+                if failed_chain or not test.have_data:
+                    best_invalid = tree.best_invalid
+                    if failed_chain and (best_invalid is None or new.chain_work > best_invalid.chain_work):
+                        tree.best_invalid = new
+                    walk: BlockIndex = new
+                    while walk is not test:
+                        if failed_chain:
+                            walk.status |= BLOCK_FAILED_CHILD
+                            tree.mark_dirty(walk)
+                        elif walk.prev is not None:
+                            tree.unlinked.setdefault(walk.prev, []).append(walk)
+                        tree.candidates.discard(walk)
+                        assert walk.prev is not None
+                        walk = walk.prev
+                    tree.candidates.discard(test)
+                    usable = False
+                    break
+                test = test.prev
+            if usable:
+                return new
+
+    def _activate_step(self, most_work: BlockIndex) -> bool:
+        """Core: ActivateBestChainStep. Returns whether an invalid block was found."""
+        old_tip = self.chain.tip
+        fork = self.chain.find_fork(most_work)
+        while self.chain.tip is not None and self.chain.tip is not fork:
+            self._disconnect_tip()
+        height = fork.height if fork is not None else -1
+        while height != most_work.height:
+            # A few blocks at a time: most steps need only a handful of the way to the best tip.
+            target = min(height + 32, most_work.height)
+            to_connect: list[BlockIndex] = []
+            walk = most_work.get_ancestor(target)
+            while walk is not None and walk.height != height:
+                to_connect.append(walk)
+                walk = walk.prev
+            height = target
+            for index in reversed(to_connect):
+                state = self._connect_tip(index)
+                if not state:
+                    if state.is_invalid():
+                        return True
+                    raise ChainStateError(f"ConnectTip failed for block {index.hash_hex}: "
+                                          f"{state.reject_reason}")
+                self.tree.prune_candidates(index)
+                if old_tip is None or index.chain_work > old_tip.chain_work:
+                    # Better than where we started: done for this step.
+                    return False
+        return False
+
+    def _script_checks(self, index: BlockIndex) -> bool:
+        """Core: ConnectBlock's -assumevalid rule. Scripts of an ancestor of the assumed-valid block
+        (and of the best header) are skipped when two weeks of work are built on it. Proof of work
+        was verified when the header was accepted, whatever this says."""
+        if self.assume_valid is None:
+            return True
+        av = self.tree.get(self.assume_valid)
+        best = self.tree.best_header
+        if av is None or best is None:
+            return True
+        if (av.get_ancestor(index.height) is index and best.get_ancestor(index.height) is index
+                and best.chain_work >= self.params.minimum_chain_work):
+            buried = block_proof_equivalent_time(best, index, best, self.params.pow_target_spacing)
+            return buried <= ASSUMEVALID_MIN_BURY_SECONDS
+        return True
+
+    def _connect_tip(self, index: BlockIndex) -> ValidationState:
+        """Core: ConnectTip, connect `index` (a child of the tip) through a block-local view."""
+        assert index.prev is self.chain.tip
+        block = self.read_block(index)
+        view = CoinsViewCache(self.coins_tip)
+        result = connect_block(block, index, view, self.params, script_checks=self._script_checks(index),
+                               script_threads=self.script_threads)
+        if not result.state:
+            if result.state.is_invalid():
+                self._invalid_block_found(index, result.state)
+            self._block_failures[index.block_hash] = result.state
+            while len(self._block_failures) > _RECENT_BLOCKS:
+                del self._block_failures[next(iter(self._block_failures))]
+            return result.state
+        if index.prev is not None and (not index.have_undo or not index.is_valid(BLOCK_VALID_SCRIPTS)):
+            if not index.have_undo:
+                data = serialize_block_undo(result.undo)
+                checksum = undo_checksum(index.prev.block_hash, data)
+                pos = self.block_store.write_undo(index.file, data, checksum)
+                index.undo_pos = pos.pos
+                index.status |= BLOCK_HAVE_UNDO
+            index.raise_validity(BLOCK_VALID_SCRIPTS)
+            self.tree.mark_dirty(index)
+        view.flush()
+        self.chain.set_tip(index)
+        self._recent_blocks.pop(index.block_hash, None)
+        self._log_tip("UpdateTip", index)
+        self.flush(FlushMode.IF_NEEDED)
+        return VALID
+
+    def _disconnect_tip(self) -> None:
+        """Core: DisconnectTip. Failing to take the tip back is fatal (AbortNode)."""
+        index = self.chain.tip
+        assert index is not None and index.prev is not None, "cannot disconnect the genesis block"
+        block = self.read_block(index)
+        view = CoinsViewCache(self.coins_tip)
+        if disconnect_block(block, index, self.read_undo(index), view) is not DisconnectResult.OK:
+            raise ChainStateError(f"DisconnectTip(): DisconnectBlock {index.hash_hex} failed. "
+                                  f"{REINDEX_ADVICE}")
+        view.flush()
+        self.chain.set_tip(index.prev)
+        self._log_tip("DisconnectTip", index.prev)
+        self.flush(FlushMode.IF_NEEDED)
+
+    def _log_tip(self, what: str, index: BlockIndex) -> None:
+        date = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(index.time))
+        logger.info("%s: new best=%s height=%d version=0x%08x log2_work=%.8g tx=%d date='%s' "
+                    "cache=%.1fMiB(%dtxo)",
+                    what, index.hash_hex, index.height, index.header.version & 0xFFFFFFFF,
+                    index.chain_work.bit_length() - 1 if index.chain_work else 0, index.chain_tx, date,
+                    self.coins_tip.memory_usage() / 1048576, len(self.coins_tip))
+
+    def _invalid_block_found(self, index: BlockIndex, state: ValidationState) -> None:
+        """Core: InvalidBlockFound."""
+        if not state.corruption_possible:
+            index.status |= BLOCK_FAILED_VALID
+            self.tree.failed_blocks.add(index)
+            self.tree.mark_dirty(index)
+            self.tree.candidates.discard(index)
+        self._invalid_chain_found(index)
+        logger.warning("InvalidBlockFound: invalid block=%s height=%d: %s", index.hash_hex, index.height,
+                       state)
+
+    def _invalid_chain_found(self, index: BlockIndex) -> None:
+        """Core: InvalidChainFound."""
+        tree = self.tree
+        if tree.best_invalid is None or index.chain_work > tree.best_invalid.chain_work:
+            tree.best_invalid = index
+        tip = self.chain.tip
+        logger.warning("InvalidChainFound: invalid block=%s height=%d; current best=%s height=%d",
+                       index.hash_hex, index.height, tip.hash_hex if tip else "-", tip.height if tip else -1)
+
+    # -- operator actions ----------------------------------------------------------------------
+
+    def invalidate_block(self, block_hash: bytes) -> ValidationState:
+        """Core: InvalidateBlock + ActivateBestChain (the invalidateblock RPC)."""
+        with self.lock:
+            index = self.tree.get(block_hash)
+            if index is None:
+                return ValidationState.error("Block not found")
+            if index.prev is None:
+                return ValidationState.error("The genesis block cannot be invalidated")
+            was_in_chain = False
+            walk_tip = self.chain.tip
+            while self.chain.contains(index):
+                was_in_chain = True
+                self._disconnect_tip()
+            while was_in_chain and walk_tip is not None and walk_tip is not index:
+                walk_tip.status |= BLOCK_FAILED_CHILD
+                self.tree.mark_dirty(walk_tip)
+                self.tree.candidates.discard(walk_tip)
+                walk_tip = walk_tip.prev
+            index.status |= BLOCK_FAILED_VALID
+            self.tree.mark_dirty(index)
+            self.tree.candidates.discard(index)
+            self.tree.failed_blocks.add(index)
+            self.tree.add_candidates_at_least(self.chain.tip, self.tree)
+            self._invalid_chain_found(index)
+            return self.activate_best_chain()
+
+    def reconsider_block(self, block_hash: bytes) -> ValidationState:
+        """Core: ResetBlockFailureFlags + ActivateBestChain (the reconsiderblock RPC)."""
+        with self.lock:
+            index = self.tree.get(block_hash)
+            if index is None:
+                return ValidationState.error("Block not found")
+            tree = self.tree
+            tip = self.chain.tip
+            for other in tree:
+                if other.failed and other.get_ancestor(index.height) is index:
+                    other.status &= ~BLOCK_FAILED_MASK
+                    tree.mark_dirty(other)
+                    tree.add_candidates_at_least(tip, (other,))
+                    if other is tree.best_invalid:
+                        tree.best_invalid = None
+                    tree.failed_blocks.discard(other)
+            walk: BlockIndex | None = index
+            while walk is not None:
+                if walk.failed:
+                    walk.status &= ~BLOCK_FAILED_MASK
+                    tree.mark_dirty(walk)
+                    tree.failed_blocks.discard(walk)
+                walk = walk.prev
+            return self.activate_best_chain()
+
+    def precious_block(self, block_hash: bytes) -> ValidationState:
+        """Core: PreciousBlock, treat the block as if it had arrived before any other of equal work."""
+        with self.lock:
+            index = self.tree.get(block_hash)
+            if index is None:
+                return ValidationState.error("Block not found")
+            tip = self.chain.tip
+            assert tip is not None
+            if index.chain_work < tip.chain_work:
+                return VALID
+            tree = self.tree
+            if tip.chain_work > tree.last_precious_work:
+                # The chain has grown since the last call: start counting again.
+                tree.reverse_sequence_id = -1
+            tree.last_precious_work = tip.chain_work
+            tree.candidates.discard(index)
+            index.sequence_id = tree.reverse_sequence_id
+            if tree.reverse_sequence_id > -(1 << 31):
+                tree.reverse_sequence_id -= 1
+            if index.is_valid(BLOCK_VALID_TRANSACTIONS) and index.chain_tx:
+                tree.candidates.add(index)
+                tree.prune_candidates(tip)
+            return self.activate_best_chain()
 
     # -- flushing ------------------------------------------------------------------------------
 
-    def flush(self) -> None:
-        """Core: FlushStateToDisk. Block data is durable before the index names it, and the index before
-        the chainstate's best block refers to it, so any crash leaves a prefix of this sequence."""
+    def _write_block_index(self) -> None:
         self.block_store.flush()
         file_infos = self.block_store.take_dirty_file_info()
-        if file_infos or self._dirty_index:
-            entries = [(h, self.block_index[h]) for h in sorted(self._dirty_index)]
-            self.block_tree.write_batch_sync(file_infos, self.block_store.last_file, entries)
-            self._dirty_index.clear()
+        if file_infos or self.tree.dirty:
+            self.block_tree.write_batch_sync(file_infos, self.block_store.last_file, self.tree.take_dirty())
+
+    def flush(self, mode: FlushMode = FlushMode.ALWAYS) -> None:
+        """Core: FlushStateToDisk. Block and undo data are durable before the index names them, and
+        the index before the chainstate's best block refers to it, so any crash leaves a prefix of
+        this sequence, which start-up completes."""
+        with self.lock:
+            if mode is FlushMode.NONE:
+                return
+            now = int(self._clock())
+            usage = self.coins_tip.memory_usage()
+            budget = self.coins_cache_bytes
+            cache_large = (mode is FlushMode.PERIODIC
+                           and usage > max(9 * budget // 10, budget - MAX_BLOCK_COINSDB_USAGE))
+            cache_critical = mode is FlushMode.IF_NEEDED and usage > budget
+            periodic_write = mode is FlushMode.PERIODIC and now > self._last_write + DATABASE_WRITE_INTERVAL
+            periodic_flush = mode is FlushMode.PERIODIC and now > self._last_flush + DATABASE_FLUSH_INTERVAL
+            full = mode is FlushMode.ALWAYS or cache_large or cache_critical or periodic_flush
+            if full or periodic_write:
+                self._write_block_index()
+                self._last_write = now
+            if full and self.coins_tip.get_best_block() is not None:
+                self.coins_tip.flush()
+                self._last_flush = now
+
+    # -- queries -------------------------------------------------------------------------------
+
+    def utxo_stats(self) -> UtxoStats:
+        """Core: gettxoutsetinfo (flushes first, then hashes the database in key order)."""
+        with self.lock:
+            self.flush()
+            best = self.coins_tip.get_best_block()
+            assert best is not None
+            index = self.tree.get(best)
+            digest, txs, outputs, total = utxo_set_hash(best, self.coins_view.iterate_coins())
+            return UtxoStats(best, index.height if index is not None else -1, txs, outputs, total, digest)

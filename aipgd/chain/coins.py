@@ -30,6 +30,10 @@ class Coin:
     height: int
     coinbase: bool
 
+    @property
+    def is_coinbase(self) -> bool:
+        return self.coinbase
+
     def serialize(self) -> bytes:
         """Core: Coin::Serialize — VARINT(height*2 + coinbase), CTxOutCompressor."""
         return (ser_varint(self.height * 2 + int(self.coinbase))

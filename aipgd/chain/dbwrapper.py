@@ -24,9 +24,12 @@ OBFUSCATE_KEY_KEY = b"\x0e\x00obfuscate_key"
 OBFUSCATE_KEY_NUM_BYTES = 8
 
 REINDEX_ADVICE = (
-    "The database may be corrupt. Restart with -reindex to rebuild it (note: -reindex is not "
-    "implemented in aipgd yet; until it is, stop the node and move the blocks/ and chainstate/ "
-    "directories of this network aside to start again from the genesis block)."
+    "The block database may be corrupt. Restart with -reindex to rebuild the block index and the "
+    "chainstate from the blk*.dat files."
+)
+REINDEX_CHAINSTATE_ADVICE = (
+    "The chainstate database may be corrupt. Restart with -reindex-chainstate to rebuild it from the "
+    "stored blocks (or with -reindex if that fails too)."
 )
 
 
@@ -42,9 +45,12 @@ def _describe(exc: BaseException) -> str:
 class LevelDB:
     """One LevelDB database (Core: CDBWrapper)."""
 
-    def __init__(self, path: Path, *, label: str, obfuscate: bool, cache_bytes: int) -> None:
+    def __init__(self, path: Path, *, label: str, obfuscate: bool, cache_bytes: int,
+                 advice: str = REINDEX_ADVICE) -> None:
         self.path = path
         self.label = label
+        # What the operator should do when this database is found corrupt.
+        self.advice = advice
         self.obfuscate = obfuscate
         self.cache_bytes = cache_bytes
         self._db: plyvel.DB | None = None
@@ -64,7 +70,7 @@ class LevelDB:
             )
         except plyvel.CorruptionError as exc:
             raise DatabaseError(
-                f"Error opening {self.label} database {self.path}: {_describe(exc)}. {REINDEX_ADVICE}"
+                f"Error opening {self.label} database {self.path}: {_describe(exc)}. {self.advice}"
             ) from exc
         except plyvel.IOError as exc:
             raise DatabaseError(
@@ -73,7 +79,7 @@ class LevelDB:
             ) from exc
         except plyvel.Error as exc:
             raise DatabaseError(
-                f"Error opening {self.label} database {self.path}: {_describe(exc)}. {REINDEX_ADVICE}"
+                f"Error opening {self.label} database {self.path}: {_describe(exc)}. {self.advice}"
             ) from exc
         logger.info("Opened LevelDB successfully")
         self._init_obfuscation()
@@ -84,7 +90,7 @@ class LevelDB:
         if stored is not None:
             if len(stored) != 1 + OBFUSCATE_KEY_NUM_BYTES or stored[0] != OBFUSCATE_KEY_NUM_BYTES:
                 raise DatabaseError(
-                    f"{self.label} database {self.path} has a malformed obfuscation key. {REINDEX_ADVICE}")
+                    f"{self.label} database {self.path} has a malformed obfuscation key. {self.advice}")
             self._xor_key = stored[1:]
         elif self.obfuscate and self.is_empty():
             key = os.urandom(OBFUSCATE_KEY_NUM_BYTES)
@@ -98,6 +104,17 @@ class LevelDB:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    def wipe(self) -> None:
+        """Destroy every record and start an empty database (Core: CDBWrapper with fWipe, used by
+        -reindex); an obfuscated database gets a new key."""
+        logger.info("Wiping LevelDB in %s", self.path)
+        self.close()
+        try:
+            plyvel.destroy_db(str(self.path))
+        except plyvel.Error as exc:
+            raise self._fatal("wipe", exc) from exc
+        self.open()
 
     @property
     def db(self) -> plyvel.DB:
@@ -179,7 +196,7 @@ class LevelDB:
     def _fatal(self, action: str, exc: BaseException) -> DatabaseError:
         # Core: HandleError ("Fatal LevelDB error") followed by AbortNode.
         text = _describe(exc)
-        advice = REINDEX_ADVICE if isinstance(exc, plyvel.CorruptionError) else (
+        advice = self.advice if isinstance(exc, plyvel.CorruptionError) else (
             "Check free disk space and the directory's permissions.")
         return DatabaseError(f"Fatal LevelDB error: could not {action} {self.label} database "
                              f"{self.path}: {text}. {advice}")

@@ -9,7 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from framework.util import wait_until
+from framework.rpc import RPCProxy
+from framework.util import free_port, wait_until
 
 REGTEST_GENESIS_HASH = "0000001a53f7f3d9f8be5f0cdfeddd641bee2c6c7001a9cdfdbb6f72ca66aed5"
 READY_LINE = "init message: Done loading"
@@ -39,6 +40,10 @@ class TestNode:
         self._run = 0
         self.stdout_path: Path | None = None
         self.stderr_path: Path | None = None
+        # A free port per node, so parallel tests never meet on the default RPC port.
+        self.rpc_port = free_port()
+        # Likewise for P2P: listen on loopback only, on a port of our own; never query DNS seeds.
+        self.p2p_port = free_port()
 
     # -- paths ---------------------------------------------------------------------------------
 
@@ -59,7 +64,8 @@ class TestNode:
         return self.netdir / "chainstate"
 
     def base_args(self) -> list[str]:
-        args = [f"-datadir={self.datadir}"]
+        args = [f"-datadir={self.datadir}", f"-rpcport={self.rpc_port}", f"-port={self.p2p_port}",
+                "-bind=127.0.0.1", "-dnsseed=0"]
         if not self.network_on_command_line:
             return args
         if self.network == "regtest":
@@ -137,6 +143,17 @@ class TestNode:
         if self.process is not None and self.process.poll() is None:
             self.kill()
 
+    @property
+    def cookie_file(self) -> Path:
+        return self.netdir / ".cookie"
+
+    def rpc(self, userpass: str | None = None) -> RPCProxy:
+        """A proxy authenticated with the cookie (or `user:password`)."""
+        if userpass is None:
+            wait_until(self.cookie_file.exists, what="the RPC cookie")
+            userpass = self.cookie_file.read_text().strip()
+        return RPCProxy(self.rpc_port, userpass)
+
     # -- observing -----------------------------------------------------------------------------
 
     def stderr(self) -> str:
@@ -167,6 +184,11 @@ class TestNode:
             return m is not None
         wait_until(matched, timeout=timeout, what=f"{pattern!r} in debug.log")
         return found[0]
+
+    @property
+    def p2p_address(self) -> str:
+        """What another node passes to -connect / -addnode to reach this one."""
+        return f"127.0.0.1:{self.p2p_port}"
 
     def best_block_logged(self) -> tuple[str, int]:
         """(hash, height) from the latest "Loaded best chain" line."""

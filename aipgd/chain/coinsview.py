@@ -1,0 +1,248 @@
+"""The UTXO view stack (Core: CCoinsView, CCoinsViewDB, CCoinsViewCache in coins.h/txdb.h).
+
+Owns reading coins through a chain of views (LevelDB -> the node's tip cache -> a block-local
+cache), Core's DIRTY/FRESH bookkeeping that lets a flush write only what changed and drop coins
+created and spent between two flushes, the memory estimate behind -dbcache, and the UTXO-set hash
+(gettxoutsetinfo's hash_serialized). It must never judge transactions: ConnectBlock does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from typing import Protocol
+
+from aipgd.chain.chaindb import ChainStateDB
+from aipgd.chain.coins import Coin
+from aipgd.core.serialize import ser_var_bytes, ser_varint
+from aipgd.core.transaction import OutPoint, Transaction
+from aipgd.script.asset_script import is_unspendable
+
+# Core: CCoinsCacheEntry flags.
+DIRTY = 1  # differs from the parent view
+FRESH = 2  # the parent view has no unspent version of it
+
+# A rough cost of one cached coin in CPython (the entry, OutPoint, Coin, TxOut and dict slot),
+# on top of its script bytes; -dbcache compares the sum with its budget like Core's
+# DynamicMemoryUsage, whose C++ numbers are about a third of these.
+_ENTRY_OVERHEAD = 420
+
+
+class CoinsView(Protocol):
+    """Core: CCoinsView, what a cache needs of the view below it."""
+
+    def get_coin(self, outpoint: OutPoint) -> Coin | None: ...
+
+    def get_best_block(self) -> bytes | None: ...
+
+    def batch_write(self, entries: dict[OutPoint, CacheEntry], best_block: bytes) -> None: ...
+
+
+class CacheEntry:
+    """Core: CCoinsCacheEntry; `coin` None means spent."""
+
+    __slots__ = ("coin", "flags")
+
+    def __init__(self, coin: Coin | None, flags: int = 0) -> None:
+        self.coin = coin
+        self.flags = flags
+
+
+class CoinsViewDB:
+    """Core: CCoinsViewDB, coins read from and written to the chainstate database."""
+
+    def __init__(self, db: ChainStateDB) -> None:
+        self.db = db
+
+    def get_coin(self, outpoint: OutPoint) -> Coin | None:
+        return self.db.get_coin(outpoint)
+
+    def get_best_block(self) -> bytes | None:
+        return self.db.get_best_block()
+
+    def get_head_blocks(self) -> list[bytes]:
+        return self.db.get_head_blocks()
+
+    def batch_write(self, entries: dict[OutPoint, CacheEntry], best_block: bytes) -> None:
+        """One synced LevelDB batch: every dirty coin, then the new best block."""
+        old_best = self.db.get_best_block()
+        changes = [(op, e.coin) for op, e in entries.items() if e.flags & DIRTY]
+        self.db.batch_write(best_block, old_best, changes)
+
+    def iterate_coins(self) -> Iterator[tuple[OutPoint, Coin]]:
+        return self.db.iterate_coins()
+
+
+def _coin_usage(coin: Coin | None) -> int:
+    return _ENTRY_OVERHEAD + (len(coin.out.script_pubkey) if coin is not None else 0)
+
+
+class CoinsViewCache:
+    """Core: CCoinsViewCache, an in-memory layer over `base` that flushes changes down in one write."""
+
+    def __init__(self, base: CoinsView) -> None:
+        self.base = base
+        self.entries: dict[OutPoint, CacheEntry] = {}
+        self._best_block: bytes | None = None
+        self._usage = 0
+
+    # -- reads ---------------------------------------------------------------------------------
+
+    def _fetch(self, outpoint: OutPoint) -> CacheEntry | None:
+        """Core: FetchCoin, which caches what it reads from the base."""
+        entry = self.entries.get(outpoint)
+        if entry is not None:
+            return entry
+        coin = self.base.get_coin(outpoint)
+        if coin is None:
+            return None
+        entry = self.entries[outpoint] = CacheEntry(coin)
+        self._usage += _coin_usage(coin)
+        return entry
+
+    def get_coin(self, outpoint: OutPoint) -> Coin | None:
+        """The unspent coin at `outpoint`, or None."""
+        entry = self._fetch(outpoint)
+        return None if entry is None else entry.coin
+
+    def have_coin(self, outpoint: OutPoint) -> bool:
+        return self.get_coin(outpoint) is not None
+
+    def have_coin_in_cache(self, outpoint: OutPoint) -> bool:
+        entry = self.entries.get(outpoint)
+        return entry is not None and entry.coin is not None
+
+    def get_best_block(self) -> bytes | None:
+        if self._best_block is None:
+            self._best_block = self.base.get_best_block()
+        return self._best_block
+
+    def set_best_block(self, block_hash: bytes) -> None:
+        self._best_block = block_hash
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def add_coin(self, outpoint: OutPoint, coin: Coin, possible_overwrite: bool) -> None:
+        """Core: AddCoin. Unspendable outputs never enter the UTXO set."""
+        if is_unspendable(coin.out.script_pubkey):
+            return
+        entry = self.entries.get(outpoint)
+        fresh = False
+        if entry is None:
+            entry = self.entries[outpoint] = CacheEntry(None)
+        else:
+            self._usage -= _coin_usage(entry.coin)
+        if not possible_overwrite:
+            if entry.coin is not None:
+                raise AssertionError(f"Adding new coin {outpoint} that replaces an unspent entry")
+            # A spent entry that was never written down can be forgotten again if spent.
+            fresh = not entry.flags & DIRTY
+        entry.coin = coin
+        entry.flags |= DIRTY | (FRESH if fresh else 0)
+        self._usage += _coin_usage(coin)
+
+    def add_coins(self, tx: Transaction, height: int, check: bool = False) -> None:
+        """Core: AddCoins. `check` looks for an unspent duplicate (BIP30-style overwrite); without
+        it only coinbases are treated as possible overwrites, as Core does."""
+        coinbase = tx.is_coinbase()
+        txid = tx.txid
+        for n, txout in enumerate(tx.vout):
+            outpoint = OutPoint(txid, n)
+            overwrite = self.have_coin(outpoint) if check else coinbase
+            self.add_coin(outpoint, Coin(txout, height, coinbase), overwrite)
+
+    def spend_coin(self, outpoint: OutPoint) -> Coin | None:
+        """Core: SpendCoin; returns the spent coin (for undo data), None when there was none."""
+        entry = self._fetch(outpoint)
+        if entry is None or entry.coin is None:
+            return None
+        coin = entry.coin
+        self._usage -= _coin_usage(coin)
+        if entry.flags & FRESH:
+            del self.entries[outpoint]
+        else:
+            entry.flags |= DIRTY
+            entry.coin = None
+            self._usage += _coin_usage(None)
+        return coin
+
+    def uncache(self, outpoint: OutPoint) -> None:
+        """Core: Uncache, drop an unmodified entry."""
+        entry = self.entries.get(outpoint)
+        if entry is not None and entry.flags == 0:
+            self._usage -= _coin_usage(entry.coin)
+            del self.entries[outpoint]
+
+    def batch_write(self, entries: dict[OutPoint, CacheEntry], best_block: bytes) -> None:
+        """Core: CCoinsViewCache::BatchWrite, a child cache's changes merged into this one."""
+        for outpoint, child in entries.items():
+            if not child.flags & DIRTY:
+                continue
+            ours = self.entries.get(outpoint)
+            if ours is None:
+                # A coin created and spent inside the child never existed for us.
+                if not (child.flags & FRESH and child.coin is None):
+                    self.entries[outpoint] = CacheEntry(child.coin, DIRTY | (child.flags & FRESH))
+                    self._usage += _coin_usage(child.coin)
+            else:
+                if child.flags & FRESH and ours.coin is not None:
+                    raise AssertionError("FRESH flag misapplied to a cache entry with an unspent base coin")
+                if ours.flags & FRESH and child.coin is None:
+                    self._usage -= _coin_usage(ours.coin)
+                    del self.entries[outpoint]
+                else:
+                    self._usage += _coin_usage(child.coin) - _coin_usage(ours.coin)
+                    ours.coin = child.coin
+                    ours.flags |= DIRTY
+        self._best_block = best_block
+
+    def flush(self) -> None:
+        """Core: Flush, write every change to the base and empty the cache."""
+        best = self.get_best_block()
+        if best is None:
+            raise AssertionError("flushing a coins cache without a best block")
+        self.base.batch_write(self.entries, best)
+        self.entries = {}
+        self._usage = 0
+
+    def memory_usage(self) -> int:
+        """Core: DynamicMemoryUsage, an estimate in bytes."""
+        return self._usage
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def utxo_set_hash(best_block: bytes, coins: Iterator[tuple[OutPoint, Coin]]) -> tuple[bytes, int, int, int]:
+    """Core: GetUTXOStats' hash_serialized over coins in key order (so grouped by txid).
+
+    Returns (hash, transactions, outputs, total amount).
+    """
+    hasher = hashlib.sha256(best_block)
+    txs = outputs = total = 0
+    current: bytes | None = None
+    group: list[tuple[int, Coin]] = []
+
+    def apply(txid: bytes, items: list[tuple[int, Coin]]) -> None:
+        # Core: ApplyStats, outputs in index order.
+        items.sort(key=lambda item: item[0])
+        first = items[0][1]
+        hasher.update(txid + ser_varint(first.height * 2 + int(first.coinbase)))
+        for n, coin in items:
+            out = coin.out
+            hasher.update(ser_varint(n + 1) + ser_var_bytes(out.script_pubkey) + ser_varint(out.value))
+        hasher.update(ser_varint(0))
+
+    for outpoint, coin in coins:
+        if current is not None and outpoint.txid != current:
+            apply(current, group)
+            txs += 1
+            group = []
+        current = outpoint.txid
+        group.append((outpoint.n, coin))
+        outputs += 1
+        total += coin.out.value
+    if current is not None:
+        apply(current, group)
+        txs += 1
+    return hashlib.sha256(hasher.digest()).digest(), txs, outputs, total

@@ -1,0 +1,7 @@
+"""The P2P network layer: wire codec, peers, connection management, address and ban books.
+
+Owns everything between a TCP socket and the node: framing and message (de)serialization with
+limits at the parser, one asyncio Peer per connection with its budget, the ConnectionManager that
+opens, accepts and evicts connections, AddrMan (peers.dat) and BanMan (banlist.dat). It must never
+judge consensus: blocks and headers go to the chain through the narrow ChainView interface.
+"""

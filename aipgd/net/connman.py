@@ -1,0 +1,414 @@
+"""ConnectionManager: opens, accepts, times out, evicts and bans P2P connections (Core: CConnman).
+
+Owns the listening sockets (-listen, -bind, -port), outbound connections (-connect, -addnode,
+-seednode, AddrMan and DNS seeds, 12 full-relay peers as AIPG Core), inbound slots up to
+-maxconnections with Core's eviction, -whitelist, -onlynet, the -maxuploadtarget byte count, the
+per-peer timers (handshake, ping, inactivity) and the AddrMan/BanMan it persists. It must never
+interpret messages (aipgd.net.processing does) and never blocks the event loop on disk or DNS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aipgd.core.params import ChainParams
+from aipgd.errors import InitError
+from aipgd.log import log_print
+from aipgd.net.addrman import PEERS_FILENAME, AddrMan
+from aipgd.net.banman import BAN_REASON_NODE_MISBEHAVING, BANLIST_FILENAME, BanMan
+from aipgd.net.chainview import ChainView
+from aipgd.net.connman_config import ConnmanConfig
+from aipgd.net.eviction import EvictionCandidate, select_node_to_evict
+from aipgd.net.messages import DecodeContext, Message, NetworkAddress
+from aipgd.net.netaddress import AddressError, NetAddr, Service, SubNet, split_host_port
+from aipgd.net.peer import ConnectionType, Peer
+from aipgd.net.processing import PeerLogic
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+MAX_FEELER_CONNECTIONS = 1
+ADDNODE_RETRY_INTERVAL = 60.0  # Core: ThreadOpenAddedConnections sleeps a minute between rounds
+CONNECT_RETRY_INTERVAL = 1.0
+DUMP_INTERVAL = 15 * 60  # Core: DUMP_ADDRESSES_INTERVAL
+DNS_SEED_DELAY = 11.0  # Core: let AddrMan's peers answer first
+MAX_UPLOAD_TIMEFRAME = 24 * 60 * 60
+_MAINTENANCE_INTERVAL = 1.0
+
+
+class ConnectionManager:
+    name = "network"
+
+    def __init__(self, config: ConnmanConfig | Callable[[], ConnmanConfig], params: ChainParams, netdir: Path,
+                 chain: ChainView, loop: asyncio.AbstractEventLoop) -> None:
+        # A factory defers option errors to start(), where they fail start-up cleanly.
+        self._config_source = config
+        self.config = config if isinstance(config, ConnmanConfig) else ConnmanConfig()
+        self.params = params
+        self.loop = loop
+        self.addrman = AddrMan(netdir / PEERS_FILENAME, params.message_start)
+        self.banman = BanMan(netdir / BANLIST_FILENAME, params.message_start)
+        self.local_services = self.config.local_services
+        self.user_agent = self.config.user_agent
+        self.logic = PeerLogic(self, self.addrman, chain)
+        self.peers: dict[int, Peer] = {}
+        self._next_id = 0
+        self._servers: list[asyncio.base_events.Server] = []
+        self._tasks: list[asyncio.Task[None]] = []
+        self._decode_ctx = DecodeContext(params.kawpow_activation_time)
+        self._stopping = False
+        # Core: -maxuploadtarget accounting over a 24-hour cycle.
+        self.total_bytes_sent = 0
+        self.total_bytes_recv = 0
+        self._cycle_start = 0.0
+        self._cycle_bytes_sent = 0
+
+    # --- component -------------------------------------------------------------------------------------
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def start(self) -> None:
+        """Core: CConnman::Start. Loads peers.dat and banlist.dat, binds, then starts the threads."""
+        if not isinstance(self._config_source, ConnmanConfig):
+            self.config = self._config_source()
+            self.local_services = self.config.local_services
+            self.user_agent = self.config.user_agent
+        self.banman.default_ban_time = self.config.ban_time
+        self.banman.start()
+        self.addrman.start()
+        self._run(self._start_async())
+
+    def stop(self) -> None:
+        try:
+            self._run(self._stop_async(), timeout=60.0)
+        finally:
+            self.addrman.stop()
+            self.banman.stop()
+
+    async def _start_async(self) -> None:
+        cfg = self.config
+        if cfg.listen:
+            errors = []
+            for bind in cfg.binds:
+                try:
+                    await self._bind(bind)
+                except InitError as exc:
+                    # Core: the default any-address binds may fail one by one (no IPv6), not all.
+                    if cfg.explicit_bind:
+                        raise
+                    errors.append(exc)
+            if not self._servers and errors:
+                raise errors[-1]
+        self._spawn(self._maintenance_loop(), "net-maintenance")
+        if cfg.connect_only:
+            self._spawn(self._connect_loop(), "net-connect")
+        else:
+            self._spawn(self._outbound_loop(), "net-outbound")
+        if cfg.addnode:
+            self._spawn(self._addnode_loop(), "net-addnode")
+
+    async def _bind(self, service: Service) -> None:
+        try:
+            server = await asyncio.start_server(self._accept, host=service.host, port=service.port,
+                                                limit=self.config.limits.max_receive_buffer,
+                                                reuse_address=True)
+        except OSError as exc:
+            raise InitError(f"Unable to bind to {service} on this computer. aipgd is probably already "
+                            f"running. ({exc.strerror})") from None
+        self._servers.append(server)
+        logger.info("Bound to %s", service)
+
+    async def _stop_async(self) -> None:
+        self._stopping = True
+        for server in self._servers:
+            server.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        peers = list(self.peers.values())
+        for peer in peers:
+            peer.disconnect("shutdown")
+        await asyncio.gather(*(p.wait_closed() for p in peers), return_exceptions=True)
+        for server in self._servers:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 5)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        self._tasks.append(asyncio.create_task(coro, name=name))
+
+    # --- hooks for PeerLogic ---------------------------------------------------------------------------
+    def is_own_nonce(self, nonce: int) -> bool:
+        """Core: CheckIncomingNonce, our own outbound version coming back to us."""
+        return any(not p.inbound and not p.successfully_connected and p.local_nonce == nonce
+                   for p in self.peers.values())
+
+    def local_address_for(self, peer: Peer) -> NetworkAddress:
+        return NetworkAddress(self.local_services, Service(NetAddr(bytes(16)), 0))
+
+    # --- peers -----------------------------------------------------------------------------------------
+    def _is_whitelisted(self, addr: NetAddr) -> bool:
+        return any(subnet.matches(addr) for subnet in self.config.whitelist)
+
+    def _new_peer(self, service: Service, conn_type: ConnectionType, reader: asyncio.StreamReader,
+                  writer: asyncio.StreamWriter) -> Peer:
+        peer_id = self._next_id
+        self._next_id += 1
+        peer = Peer(peer_id, service, conn_type, reader, writer, magic=self.params.message_start,
+                    decode_ctx=self._decode_ctx, limits=self.config.limits,
+                    whitelisted=self._is_whitelisted(service.addr), on_message=self._on_message,
+                    on_close=self._on_close, on_ban_threshold=self._punish, on_sent=self._record_sent)
+        self.peers[peer_id] = peer
+        return peer
+
+    async def _on_message(self, peer: Peer, message: Message) -> None:
+        await self.logic.handle(peer, message)
+
+    def _on_close(self, peer: Peer) -> None:
+        self.peers.pop(peer.id, None)
+        self.total_bytes_recv += peer.stats.bytes_recv
+        log_print(logger, "net", "peer=%d disconnected (%s)", peer.id, peer.disconnect_reason)
+
+    def _punish(self, peer: Peer) -> None:
+        """Core: SendRejectsAndCheckIfBanned, once a peer crosses -banscore."""
+        if peer.whitelisted:
+            logger.warning("Warning: not punishing whitelisted peer %s!", peer.service)
+            return
+        if peer.manual:
+            logger.warning("Warning: not punishing manually-connected peer %s!", peer.service)
+            return
+        peer.disconnect("misbehaving")
+        if peer.service.addr.is_local() and not self.config.ban_local_peers:
+            logger.warning("Warning: not banning local peer %s!", peer.service)
+            return
+        self.ban(peer.service.addr)
+
+    def ban(self, addr: NetAddr) -> None:
+        subnet = SubNet.single(addr)
+        self.banman.ban(subnet, BAN_REASON_NODE_MISBEHAVING)
+        logger.info("Banned %s until %d", subnet, self.banman.banned()[subnet].ban_until)
+        for peer in list(self.peers.values()):
+            if subnet.matches(peer.service.addr) and not peer.whitelisted:
+                peer.disconnect("banned")
+
+    def _record_sent(self, n: int) -> None:
+        now = time.time()
+        self.total_bytes_sent += n
+        if self._cycle_start + MAX_UPLOAD_TIMEFRAME < now:
+            self._cycle_start = now
+            self._cycle_bytes_sent = 0
+        self._cycle_bytes_sent += n
+
+    def outbound_target_reached(self, historical_block_serving: bool,
+                                max_block_size: int = 8_000_000) -> bool:
+        """Core: OutboundTargetReached; serving old blocks stops one day's worth of blocks early."""
+        limit = self.config.max_upload_target
+        if limit == 0:
+            return False
+        if historical_block_serving:
+            time_left = max(0.0, self._cycle_start + MAX_UPLOAD_TIMEFRAME - time.time())
+            buffer = int(time_left / 60) * max_block_size
+            return buffer >= limit or self._cycle_bytes_sent >= limit - buffer
+        return self._cycle_bytes_sent >= limit
+
+    def outbound_bytes_left(self) -> int:
+        limit = self.config.max_upload_target
+        return 0 if limit == 0 else max(0, limit - self._cycle_bytes_sent)
+
+    def count(self, *types: ConnectionType) -> int:
+        return sum(1 for p in self.peers.values() if p.conn_type in types)
+
+    # --- inbound ---------------------------------------------------------------------------------------
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        peername = writer.get_extra_info("peername")
+        try:
+            service = Service(NetAddr.parse(peername[0]), int(peername[1]))
+        except (TypeError, ValueError, IndexError):
+            writer.close()
+            return
+        whitelisted = self._is_whitelisted(service.addr)
+        if self._stopping:
+            writer.close()
+            return
+        if not whitelisted and self.banman.is_banned(service.addr):
+            log_print(logger, "net", "connection from %s dropped (banned)", service)
+            writer.close()
+            return
+        max_inbound = self.config.max_connections - (self.config.max_outbound + MAX_FEELER_CONNECTIONS)
+        if self.count(ConnectionType.INBOUND) >= max_inbound and not self._evict_one():
+            log_print(logger, "net", "failed to find an eviction candidate - connection dropped (full)")
+            writer.close()
+            return
+        peer = self._new_peer(service, ConnectionType.INBOUND, reader, writer)
+        log_print(logger, "net", "connection from %s accepted, peer=%d", service, peer.id)
+        peer.start()
+
+    def _evict_one(self) -> bool:
+        candidates = [
+            EvictionCandidate(p.id, p.stats.connected_at, p.stats.min_ping_time, p.stats.last_block_time,
+                              p.stats.last_tx_time, p.service.addr.group(), p.remote.relay)
+            for p in self.peers.values() if p.inbound and not p.whitelisted and not p.closed
+        ]
+        victim = select_node_to_evict(candidates, secrets.token_bytes(32))
+        if victim is None:
+            return False
+        self.peers[victim].disconnect("evicted to free an inbound slot")
+        return True
+
+    # --- outbound --------------------------------------------------------------------------------------
+    def _connected_to(self, service: Service) -> bool:
+        return any(p.service == service for p in self.peers.values())
+
+    async def resolve(self, text: str) -> list[Service]:
+        """An IP[:port] or, with -dns, a host name (resolved off the loop)."""
+        host, port = split_host_port(text, self.params.default_port)
+        try:
+            return [Service(NetAddr.parse(host), port)]
+        except AddressError:
+            if not self.config.name_lookup:
+                return []
+        try:
+            infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError:
+            return []
+        return [Service(NetAddr.parse(str(info[4][0])), port) for info in infos]
+
+    async def open_connection(self, service: Service, conn_type: ConnectionType) -> Peer | None:
+        """Core: OpenNetworkConnection + ConnectNode; the version message goes out at once."""
+        if self._stopping or self._connected_to(service):
+            return None
+        if conn_type is not ConnectionType.MANUAL and self.banman.is_banned(service.addr):
+            return None
+        log_print(logger, "net", "trying connection %s", service)
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(service.host, service.port,
+                                        limit=self.config.limits.max_receive_buffer),
+                self.config.connect_timeout)
+        except (TimeoutError, OSError) as exc:
+            log_print(logger, "net", "connection to %s failed: %s", service, exc or "timeout")
+            if conn_type is ConnectionType.OUTBOUND:
+                self.addrman.attempt(service)
+            return None
+        if self._stopping:
+            writer.close()
+            return None
+        peer = self._new_peer(service, conn_type, reader, writer)
+        log_print(logger, "net", "connected to %s, peer=%d (%s)", service, peer.id, conn_type.value)
+        self.logic.push_version(peer)
+        peer.start()
+        return peer
+
+    async def _connect_loop(self) -> None:
+        """Core: ThreadOpenConnections with -connect: only these peers, kept open."""
+        while True:
+            for text in self.config.connect:
+                for service in (await self.resolve(text))[:1]:
+                    await self.open_connection(service, ConnectionType.MANUAL)
+            await asyncio.sleep(CONNECT_RETRY_INTERVAL)
+
+    async def _addnode_loop(self) -> None:
+        """Core: ThreadOpenAddedConnections."""
+        while True:
+            for text in self.config.addnode:
+                services = await self.resolve(text)
+                if services and not any(self._connected_to(s) for s in services):
+                    await self.open_connection(services[0], ConnectionType.MANUAL)
+            await asyncio.sleep(ADDNODE_RETRY_INTERVAL)
+
+    def _reachable(self, addr: NetAddr) -> bool:
+        return not self.config.onlynet or addr.reachable_network() in self.config.onlynet
+
+    async def _outbound_loop(self) -> None:
+        """Core: ThreadOpenConnections: seed nodes first, then AddrMan, with DNS seeds when it is empty."""
+        for text in self.config.seednode:
+            for service in (await self.resolve(text))[:1]:
+                await self.open_connection(service, ConnectionType.SEED)
+        started = time.monotonic()
+        dns_done = False
+        while True:
+            await asyncio.sleep(0.5)
+            if not dns_done and self.config.dns_seeds and len(self.addrman) == 0 \
+                    and time.monotonic() - started > DNS_SEED_DELAY:
+                dns_done = True
+                await self._query_dns_seeds()
+            outbound = [p for p in self.peers.values() if p.conn_type is ConnectionType.OUTBOUND]
+            if len(outbound) >= self.config.max_outbound:
+                continue
+            groups = {p.service.addr.group() for p in outbound}
+            for tries in range(100):
+                info = self.addrman.select()
+                if info is None:
+                    break
+                service = info.service
+                if service.addr.group() in groups or self._connected_to(service) \
+                        or not self._reachable(service.addr) or self.banman.is_banned(service.addr):
+                    continue
+                # Core: avoid non-default ports for the first 50 tries.
+                if service.port != self.params.default_port and tries < 50:
+                    continue
+                await self.open_connection(service, ConnectionType.OUTBOUND)
+                break
+
+    async def _query_dns_seeds(self) -> None:
+        """Core: ThreadDNSAddressSeed; seed answers enter AddrMan as if 3-7 days old."""
+        for seed in self.config.dns_seeds:
+            try:
+                infos = await self.loop.getaddrinfo(seed, self.params.default_port, type=socket.SOCK_STREAM)
+            except OSError as exc:
+                log_print(logger, "net", "DNS seed %s failed: %s", seed, exc)
+                continue
+            now = int(time.time())
+            found = []
+            for info in infos:
+                with contextlib.suppress(ValueError):
+                    addr = NetAddr.parse(str(info[4][0]))
+                    if self._reachable(addr):
+                        found.append((Service(addr, self.params.default_port), self.local_services,
+                                      now - 3 * 86400 - secrets.randbelow(4 * 86400)))
+            self.addrman.add(found, NetAddr.parse("0.0.0.0"))
+            logger.info("%d addresses found from DNS seed %s", len(found), seed)
+
+    # --- timers ----------------------------------------------------------------------------------------
+    async def _maintenance_loop(self) -> None:
+        last_dump = time.monotonic()
+        while True:
+            await asyncio.sleep(_MAINTENANCE_INTERVAL)
+            now = time.time()
+            for peer in list(self.peers.values()):
+                self._check_timeouts(peer, now)
+                if not peer.closed:
+                    self.logic.maybe_send_ping(peer)
+            if time.monotonic() - last_dump > DUMP_INTERVAL:
+                last_dump = time.monotonic()
+                await self._in_thread(self.addrman.dump)
+                await self._in_thread(self.banman.dump)
+
+    async def _in_thread(self, fn: Callable[[], None]) -> None:
+        await self.loop.run_in_executor(None, fn)
+
+    def _check_timeouts(self, peer: Peer, now: float) -> None:
+        """Core: InactivityCheck, plus the version-handshake timeout of later Core versions."""
+        limits = peer.limits
+        stats = peer.stats
+        since_connect = now - stats.connected_at
+        if not peer.successfully_connected and since_connect > limits.handshake_timeout:
+            logger.info("version handshake timeout from peer=%d", peer.id)
+            peer.disconnect("version handshake timeout")
+        elif since_connect > limits.inactivity_timeout and now - stats.last_send > limits.inactivity_timeout:
+            logger.info("socket sending timeout: %ds peer=%d", int(now - stats.last_send), peer.id)
+            peer.disconnect("socket sending timeout")
+        elif since_connect > limits.inactivity_timeout and now - stats.last_recv > limits.inactivity_timeout:
+            logger.info("socket receive timeout: %ds peer=%d", int(now - stats.last_recv), peer.id)
+            peer.disconnect("socket receive timeout")
+        elif stats.ping_nonce_sent and now - stats.ping_start > limits.inactivity_timeout:
+            logger.info("ping timeout: %fs peer=%d", now - stats.ping_start, peer.id)
+            peer.disconnect("ping timeout")
+

@@ -1,0 +1,50 @@
+"""The base of every P2P message class and the context parsing needs.
+
+Owns `Message` (a command name, `serialize()` and `read()`) and `DecodeContext`. It must never
+know any particular command: those live in aipgd.net.messages and aipgd.net.blockmessages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from aipgd.core.serialize import ByteReader
+
+
+@dataclass(frozen=True, slots=True)
+class DecodeContext:
+    """What parsing needs from the network: the nTime from which headers are 120-byte KawPoW ones."""
+
+    kawpow_activation_time: int
+
+
+class Message:
+    command: ClassVar[str]
+
+    def serialize(self) -> bytes:
+        raise NotImplementedError
+
+    @classmethod
+    def read(cls, r: ByteReader, ctx: DecodeContext) -> Message:
+        raise NotImplementedError
+
+
+class EmptyMessage(Message):
+    """A message with no payload (verack, getaddr, mempool, sendheaders, filterclear)."""
+
+    def serialize(self) -> bytes:
+        return b""
+
+    @classmethod
+    def read(cls, r: ByteReader, ctx: DecodeContext) -> Message:
+        return cls()
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other)
+
+    def __hash__(self) -> int:
+        return hash(self.command)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
