@@ -307,6 +307,8 @@ def load_config(argv: Sequence[str], home: str | None = None) -> NodeConfig:
         if not 0 <= kawpow_time <= _UINT32_MAX:
             raise ConfigError(f"-kawpowactivationtime must be between 0 and {_UINT32_MAX}")
 
+    check_storage_options(args)
+
     pid_value = args.get("pid", PID_FILENAME)
     pid_file: Path | None = None
     if pid_value is not None:  # -nopid: write no pid file
@@ -369,4 +371,25 @@ def chainstate_options(args: ArgsManager) -> ChainStateOptions:
         max_reorg_depth=non_negative("maxreorg", None),
         min_reorg_peers=non_negative("minreorgpeers", DEFAULT_MIN_REORG_PEERS) or 0,
         min_reorg_age=non_negative("minreorgage", DEFAULT_MIN_REORG_AGE) or 0,
+        reindex=args.get_bool("reindex", False),
+        reindex_chainstate=args.get_bool("reindex-chainstate", False),
+        prune_target=check_storage_options(args),
     )
+
+
+def check_storage_options(args: ArgsManager) -> int:
+    """-prune and its conflicts, as Core's AppInitParameterInteraction says them; returns the prune
+    target in bytes (0: off, PRUNE_MANUAL: -prune=1)."""
+    from aipgd.chain.prune import prune_target_from_mib
+
+    try:
+        target = prune_target_from_mib(args.get_int("prune", 0) or 0)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    if target:
+        if args.get_bool("txindex", False):
+            raise ConfigError("Prune mode is incompatible with -txindex.")
+        if args.get_bool("reindex-chainstate", False):
+            raise ConfigError("Prune mode is incompatible with -reindex-chainstate. "
+                              "Use full -reindex instead.")
+    return target

@@ -94,9 +94,12 @@ async def _serve(config: NodeConfig, readiness: _Readiness) -> int:
 
     await shutdown_requested.wait()
     ok = await loop.run_in_executor(None, node.stop)
+    if node.fatal_error is not None:
+        # Core: AbortNode's message; the node stopped because it could not go on.
+        _print_error(node.fatal_error)
     for message in node.shutdown_errors:
         _print_error(message)
-    return EXIT_OK if ok else EXIT_FAILURE
+    return EXIT_OK if ok and node.fatal_error is None else EXIT_FAILURE
 
 
 def _call_soon(loop: asyncio.AbstractEventLoop, callback: Callable[[], object]) -> None:

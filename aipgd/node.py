@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TextIO
 
 import kawpow
 from aipgd.chain.blockdb import BlockTreeDB
-from aipgd.chain.blockstore import BlockStore
+from aipgd.chain.blockimport import BOOTSTRAP_FILENAME, BlockImporter
+from aipgd.chain.blockstore import FAST_PRUNE_BLOCKFILE_SIZE, MAX_BLOCKFILE_SIZE, BlockStore
 from aipgd.chain.chaindb import ChainStateDB
 from aipgd.chain.chainstate import ChainState
+from aipgd.chain.progress import ProgressReporter
 from aipgd.config import NodeConfig, chainstate_options
 from aipgd.core.params import ChainParams
 from aipgd.datadir import DataDirLock, PidFile, block_index_dir, blocks_dir, chainstate_dir, default_datadir
 from aipgd.errors import InitError
+from aipgd.index.txindex import TxIndex
 from aipgd.log import LogManager
+from aipgd.notify.blocknotify import BlockNotifier
+from aipgd.notify.zmq import ZMQNotifier, zmq_addresses
 from aipgd.options import version_string
 
 if TYPE_CHECKING:
@@ -51,13 +58,42 @@ class Node:
         self.logging = LogManager(config.log_file, config.print_to_console, config.debug_categories,
                                   console_stream=console_stream)
         self.pid_file = PidFile(config.pid_file)
-        self.block_store = BlockStore(blocks_dir(netdir), params.message_start)
-        self.block_tree = BlockTreeDB(block_index_dir(netdir))
-        self.coins_db = ChainStateDB(chainstate_dir(netdir))
+        cs_options = chainstate_options(config.args)
+        self.block_store = BlockStore(blocks_dir(netdir), params.message_start, max_file_size=(
+            FAST_PRUNE_BLOCKFILE_SIZE if config.args.get_bool("fastprune", False) else MAX_BLOCKFILE_SIZE))
+        # -reindex and -reindex-chainstate wipe the databases before opening them (Core: fReset).
+        self.block_tree = BlockTreeDB(block_index_dir(netdir), wipe=cs_options.reindex)
+        self.coins_db = ChainStateDB(chainstate_dir(netdir),
+                                     wipe=cs_options.reindex or cs_options.reindex_chainstate)
         # The node's KawPoW epoch contexts (light caches), shared by header checks and mining.
         self.kawpow_contexts = kawpow.ContextCache()
         self.chainstate = ChainState(params, self.block_store, self.block_tree, self.coins_db,
-                                     options=chainstate_options(config.args), contexts=self.kawpow_contexts)
+                                     options=cs_options, contexts=self.kawpow_contexts)
+        # Set when the chain hits a local failure it cannot go on from (Core: AbortNode).
+        self.fatal_error: str | None = None
+        self._request_shutdown = request_shutdown or (lambda: None)
+        self.chainstate.fatal_error_handler = self._on_fatal_error
+        # Core: ThreadImport does -reindex, bootstrap.dat, -loadblock and the first ActivateBestChain.
+        self.chainstate.activate_at_start = False
+        console = sys.stderr if not config.daemon and sys.stderr.isatty() else None
+        self.importer = BlockImporter(
+            self.chainstate, import_files=[Path(f) for f in config.args.get_all("loadblock")],
+            bootstrap=netdir / BOOTSTRAP_FILENAME,
+            stop_after_import=config.args.get_bool("stopafterblockimport", False),
+            progress=ProgressReporter(console), request_shutdown=self._request_shutdown)
+        # Chain listeners: -txindex, -blocknotify, -zmqpub* (they start after the chain has loaded
+        # and before the import activates it, so that they see every block connected).
+        self.txindex: TxIndex | None = None
+        listeners: list[Component] = []
+        if config.args.get_bool("txindex", False):
+            self.txindex = TxIndex(netdir, self.chainstate, wipe=cs_options.reindex,
+                                   prune_mode=cs_options.prune_target > 0)
+            listeners.append(self.txindex)
+        if config.args.get("blocknotify"):
+            listeners.append(BlockNotifier(config.args.get("blocknotify") or "", self.chainstate))
+        zmq_publishers = zmq_addresses(config.args.get)
+        if zmq_publishers:
+            listeners.append(ZMQNotifier(zmq_publishers, self.chainstate))
         # The RPC server needs the event loop it serves on; -server=0 (or no loop) runs without it.
         self.rpc_server: RPCServer | None = None
         if loop is not None and config.args.get_bool("server", True):
@@ -65,10 +101,13 @@ class Node:
             from rpc.server import RPCServer, rpc_server_config
 
             self.rpc_server = RPCServer(
-                rpc_server_config(config.args, netdir, params), ChainStateView(params,
-                                                                               self.chainstate), params,
-                loop, request_shutdown or (lambda: None),
-                options={"deprecatedrpc": tuple(config.args.get_all("deprecatedrpc"))})
+                rpc_server_config(config.args, netdir, params),
+                ChainStateView(params, self.chainstate, txindex=self.txindex,
+                               peer_count=lambda: len(self.connman.peers) if self.connman is not None else 0),
+                params, loop, request_shutdown or (lambda: None),
+                options={"deprecatedrpc": tuple(config.args.get_all("deprecatedrpc")),
+                         "rest": config.args.get_bool("rest", False),
+                         "miningaddress": config.args.get("miningaddress") or ""})
         # P2P needs the event loop too; it starts once the chain is loaded (Core: CConnman::Start).
         self.connman: ConnectionManager | None = None
         if loop is not None:
@@ -84,7 +123,7 @@ class Node:
         rpc: tuple[Component, ...] = (self.rpc_server,) if self.rpc_server is not None else ()
         self._components: tuple[Component, ...] = (
             self.datadir_lock, self.logging, self.pid_file, *rpc, self.block_store, self.block_tree,
-            self.coins_db, self.chainstate, *net,
+            self.coins_db, self.chainstate, *listeners, self.importer, *net,
         )
         self._started: list[Component] = []
         self.shutdown_errors: list[str] = []
@@ -121,6 +160,12 @@ class Node:
         logger.info("Using config file %s", cfg.conf_file if cfg.conf_file is not None else "(none)")
         for warning in cfg.warnings:
             logger.warning("Warning: %s", warning)
+
+    def _on_fatal_error(self, message: str) -> None:
+        """Core: AbortNode, remember the first failure and shut down; the daemon exits with it."""
+        if self.fatal_error is None:
+            self.fatal_error = message
+        self._request_shutdown()
 
     def reopen_log(self) -> None:
         """SIGHUP: reopen debug.log after logrotate moved it."""

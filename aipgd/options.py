@@ -56,7 +56,8 @@ GROUP_CHAIN = "Chain selection options:"
 GROUP_DEBUG = "Debugging/Testing options:"
 GROUP_RPC = "RPC server options:"
 GROUP_CONNECTION = "Connection options:"
-GROUP_ORDER = (GROUP_OPTIONS, GROUP_CONNECTION, GROUP_CHAIN, GROUP_DEBUG, GROUP_RPC)
+GROUP_ZMQ = "ZeroMQ notification options:"
+GROUP_ORDER = (GROUP_OPTIONS, GROUP_CONNECTION, GROUP_ZMQ, GROUP_CHAIN, GROUP_DEBUG, GROUP_RPC)
 
 
 def _debug_help() -> str:
@@ -245,6 +246,52 @@ NET_OPTIONS: tuple[Option, ...] = (
            default="0", debug_only=True),
 )
 OPTIONS = OPTIONS + NET_OPTIONS
+
+# Core: init.cpp's block storage options (-loadblock, -prune, -reindex, -reindex-chainstate).
+STORAGE_OPTIONS: tuple[Option, ...] = (
+    Option("loadblock", Kind.MULTI, "Imports blocks from external blk000??.dat file on startup",
+           GROUP_OPTIONS, arg="<file>"),
+    Option("prune", Kind.INT,
+           "Reduce storage requirements by enabling pruning (deleting) of old blocks. This allows the "
+           "pruneblockchain RPC to be called to delete specific blocks, and enables automatic pruning of old "
+           "blocks if a target size in MiB is provided. This mode is incompatible with -txindex and "
+           "-reindex-chainstate. Warning: Reverting this setting requires re-downloading the entire "
+           "blockchain. (default: 0 = disable pruning blocks, 1 = allow manual pruning via RPC, >550 = "
+           "automatically prune block files to stay under the specified target size in MiB)",
+           GROUP_OPTIONS, arg="<n>"),
+    Option("reindex-chainstate", Kind.BOOL, "Rebuild chain state from the currently indexed blocks",
+           GROUP_OPTIONS),
+    Option("reindex", Kind.BOOL, "Rebuild chain state and block index from the blk*.dat files on disk",
+           GROUP_OPTIONS),
+    Option("stopafterblockimport", Kind.BOOL, "Stop running after importing blocks from disk", GROUP_DEBUG,
+           default="0", debug_only=True),
+    Option("fastprune", Kind.BOOL, "Use smaller block files (64 KiB) for testing pruning", GROUP_DEBUG,
+           default="0", debug_only=True),
+)
+OPTIONS = OPTIONS + STORAGE_OPTIONS
+
+# Core: init.cpp's -txindex, -blocknotify, -rest, the ZMQ publishers, and AIPG's -miningaddress.
+NOTIFY_OPTIONS: tuple[Option, ...] = (
+    Option("blocknotify", Kind.STRING,
+           "Execute command when the best block changes (%s in cmd is replaced by block hash)", GROUP_OPTIONS,
+           arg="<cmd>"),
+    Option("txindex", Kind.BOOL,
+           "Maintain a full transaction index, used by the getrawtransaction rpc call", GROUP_OPTIONS,
+           default="0"),
+    Option("zmqpubhashblock", Kind.STRING, "Enable publish hash block in <address>", GROUP_ZMQ,
+           arg="<address>"),
+    Option("zmqpubhashtx", Kind.STRING, "Enable publish hash transaction in <address>", GROUP_ZMQ,
+           arg="<address>"),
+    Option("zmqpubrawblock", Kind.STRING, "Enable publish raw block in <address>", GROUP_ZMQ,
+           arg="<address>"),
+    Option("zmqpubrawtx", Kind.STRING, "Enable publish raw transaction in <address>", GROUP_ZMQ,
+           arg="<address>"),
+    Option("rest", Kind.BOOL, "Accept public REST requests", GROUP_RPC, default="0"),
+    Option("miningaddress", Kind.STRING,
+           "Pay getblocktemplate's coinbase to this address and add the KawPoW header hash (pprpcheader) for "
+           "pprpcsb", GROUP_RPC, arg="<address>"),
+)
+OPTIONS = OPTIONS + NOTIFY_OPTIONS
 
 # -h and -help are accepted spellings of -? (Core: AppInit checks all three).
 HELP_ALIASES = ("h", "help")

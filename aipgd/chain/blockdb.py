@@ -44,8 +44,9 @@ class BlockTreeDB:
 
     name = "block index database"
 
-    def __init__(self, path: Path) -> None:
-        self._db = LevelDB(path, label="block index", obfuscate=False, cache_bytes=BLOCK_TREE_CACHE_BYTES)
+    def __init__(self, path: Path, *, wipe: bool = False) -> None:
+        self._db = LevelDB(path, label="block index", obfuscate=False, cache_bytes=BLOCK_TREE_CACHE_BYTES,
+                           wipe=wipe)
 
     @property
     def path(self) -> Path:

@@ -253,7 +253,8 @@ class BlockStore:
         """Core: LoadBlockIndexDB's "Checking all blk files are present...", and beyond Core, that no
         file is shorter than the furthest record the index places in it (`*_ends`: file -> offset)."""
         logger.info("Checking all blk files are present...")
-        for ends, path_of, kind in ((block_ends, self.block_path, "block"), (undo_ends, self.undo_path, "undo")):
+        checks = ((block_ends, self.block_path, "block"), (undo_ends, self.undo_path, "undo"))
+        for ends, path_of, kind in checks:
             for n, end in sorted(ends.items()):
                 path = path_of(n)
                 try:

@@ -42,9 +42,9 @@ class ChainStateDB:
 
     name = "chainstate database"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, wipe: bool = False) -> None:
         self._db = LevelDB(path, label="chainstate", obfuscate=True, cache_bytes=COINS_DB_CACHE_BYTES,
-                           advice=REINDEX_CHAINSTATE_ADVICE)
+                           advice=REINDEX_CHAINSTATE_ADVICE, wipe=wipe)
 
     @property
     def path(self) -> Path:

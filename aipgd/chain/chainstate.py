@@ -14,12 +14,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 
 import kawpow
-from aipgd.chain.blockdb import BlockTreeDB
+from aipgd.chain import prune
+from aipgd.chain.blockdb import FLAG_PRUNED_BLOCK_FILES, BlockTreeDB
 from aipgd.chain.blockindex import (
     BLOCK_FAILED_MASK,
     ActiveChain,
@@ -33,13 +35,14 @@ from aipgd.chain.chaindb import COINS_DB_CACHE_BYTES, ChainStateDB
 from aipgd.chain.coins import Coin
 from aipgd.chain.coinsview import CoinsViewCache, CoinsViewDB, utxo_set_hash
 from aipgd.chain.connect import (
+    ConnectTimings,
     DisconnectResult,
     connect_block,
     default_script_threads,
     disconnect_block,
     rollforward_block,
 )
-from aipgd.chain.dbwrapper import REINDEX_ADVICE, DatabaseError
+from aipgd.chain.dbwrapper import REINDEX_ADVICE, REINDEX_CHAINSTATE_ADVICE, DatabaseError
 from aipgd.chain.diskformat import (
     BLOCK_FAILED_CHILD,
     BLOCK_FAILED_VALID,
@@ -54,6 +57,7 @@ from aipgd.chain.header_rules import (
     contextual_header_state,
     last_checkpoint,
 )
+from aipgd.chain.notifications import ChainSignals
 from aipgd.chain.undo import TxUndo, deserialize_block_undo, serialize_block_undo, undo_checksum
 from aipgd.chain.verifydb import verify_db
 from aipgd.consensus.block_check import check_block, contextual_check_block
@@ -109,6 +113,14 @@ class ChainStateOptions:
     max_reorg_depth: int | None = None  # None: the network's
     min_reorg_peers: int = DEFAULT_MIN_REORG_PEERS
     min_reorg_age: int = DEFAULT_MIN_REORG_AGE
+    # -reindex: wipe both databases and rebuild them from the blk files (BlockImporter scans them).
+    reindex: bool = False
+    # -reindex-chainstate: wipe the chainstate and connect the indexed blocks again.
+    reindex_chainstate: bool = False
+    # -prune in bytes: 0 off, PRUNE_MANUAL for -prune=1, else the target (Core: nPruneTarget).
+    prune_target: int = 0
+    # None: the network's PruneAfterHeight (lowered by tests).
+    prune_after_height: int | None = None
 
     def coins_cache_bytes(self) -> int:
         """Core: nCoinCacheUsage, what -dbcache leaves after the two LevelDB caches."""
@@ -159,8 +171,27 @@ class ChainState:
             av = params.default_assume_valid
         self.assume_valid: bytes | None = None if av == ZERO_HASH else av
         self.lock = threading.RLock()
+        # Core: ShutdownRequested(), checked between activation steps and by the block importer.
+        self.interrupt = threading.Event()
+        # The Node leaves the start-up ActivateBestChain to its BlockImporter thread (Core: ThreadImport).
+        self.activate_at_start = True
+        # Core: fReindex, true while the block index is being rebuilt (persisted as the `R` flag).
+        self.reindexing = False
+        self.prune_mode = self.options.prune_target > 0
+        # Core: fHavePruned (the `prunedblockfiles` flag) and fCheckForPruning.
+        self.have_pruned = False
+        self.check_for_pruning = False
+        after = self.options.prune_after_height
+        self.prune_after_height = after if after is not None else params.prune_after_height
+        # Core: AbortNode's StartShutdown; the Node sets it to log and stop with the message.
+        self.fatal_error_handler: Callable[[str], None] | None = None
+        self.fatal_error: str | None = None
+        self.timings = ConnectTimings()
         self._recent_blocks: dict[bytes, Block] = {}
         self._block_failures: dict[bytes, ValidationState] = {}
+        # Listeners outside the chain (RPC waits, indexes, notifications); see notifications.py.
+        self.signals = ChainSignals()
+        self._notified_tip: BlockIndex | None = None
         now = int(clock())
         self._last_write = now
         self._last_flush = now
@@ -192,27 +223,44 @@ class ChainState:
         """Core: LoadBlockIndex, LoadGenesisBlock, ReplayBlocks, LoadChainTip, VerifyDB and the
         ActivateBestChain of ThreadImport, which reconnects blocks stored past the chainstate's tip."""
         with self.lock:
-            if self.block_tree.read_reindexing():
-                raise DatabaseError("The block index is marked as being reindexed, and -reindex is not "
-                                    f"implemented in aipgd yet. {REINDEX_ADVICE}")
+            genesis_hash = self.params.genesis_hash
+            if self.options.reindex:
+                # Core: fReset, both databases wiped; BlockImporter rebuilds the index from the files.
+                self.block_tree.wipe()
+                self.coins_db.wipe()
+                self.block_store.reset()
+                if self.prune_mode:
+                    self.block_store.remove_unusable_files()
+                self.block_tree.write_reindexing(True)
+                self.reindexing = True
+                logger.info("Initializing databases for -reindex")
+            else:
+                # Checked before decoding any record: another network's records may not even parse here
+                # (their header layout depends on this network's KawPoW activation time).
+                tree_db = self.block_tree
+                if tree_db.has_any_block_index() and not tree_db.has_block_index(genesis_hash):
+                    # Core: "Incorrect or no genesis block found. Wrong datadir for network?"
+                    raise DatabaseError(
+                        f"Incorrect or no genesis block found in {self.block_tree.path}: it does not contain "
+                        f"the {self.params.network} genesis block {self.params.genesis_hash_hex}. "
+                        "Wrong datadir for network?")
+                self._load_block_index()
+            if self.have_pruned and not self.prune_mode:
+                raise DatabaseError("You need to rebuild the database using -reindex to go back to unpruned "
+                                    "mode. This will redownload the entire blockchain.")
+            if self.options.reindex_chainstate and not self.options.reindex:
+                logger.info("Wiping the chainstate for -reindex-chainstate")
+                self.coins_db.wipe()
             if self.coins_db.has_legacy_coins():
                 raise DatabaseError("The chainstate database uses the pre-0.15 coin format, which aipgd "
-                                    f"cannot upgrade. {REINDEX_ADVICE}")
-            genesis_hash = self.params.genesis_hash
-            # Checked before decoding any record: another network's records may not even parse here
-            # (their header layout depends on this network's KawPoW activation time).
-            if self.block_tree.has_any_block_index() and not self.block_tree.has_block_index(genesis_hash):
-                # Core: "Incorrect or no genesis block found. Wrong datadir for network?"
-                raise DatabaseError(
-                    f"Incorrect or no genesis block found in {self.block_tree.path}: it does not contain the "
-                    f"{self.params.network} genesis block {self.params.genesis_hash_hex}. "
-                    "Wrong datadir for network?")
-            self._load_block_index()
-            if genesis_hash not in self.tree:
+                                    f"cannot upgrade. {REINDEX_CHAINSTATE_ADVICE}")
+            if not self.reindexing and genesis_hash not in self.tree:
                 self._store_genesis()
             self.replay_blocks()
-            self._load_chain_tip()
-            verify_db(self, self.options.check_level, self.options.check_blocks)
+            if genesis_hash in self.tree:
+                self._load_chain_tip()
+                verify_db(self, self.options.check_level, self.options.check_blocks)
+        if self.activate_at_start:
             state = self.activate_best_chain()
             if state.is_error():
                 raise ChainStateError(f"Failed to connect the best chain at start-up: {state.reject_reason}")
@@ -228,17 +276,46 @@ class ChainState:
         records = self.block_tree.load_block_index(self.params.kawpow_activation_time)
         self.tree.load(records, self.params.genesis_hash)
         logger.info("LoadBlockIndexDB: last block file = %d, %d block index entries", last_file, len(records))
+        block_ends: dict[int, int] = {}
+        undo_ends: dict[int, int] = {}
+        for record in records.values():
+            if record.have_data:
+                block_ends[record.file] = max(block_ends.get(record.file, 0), record.data_pos)
+            if record.status & BLOCK_HAVE_UNDO:
+                undo_ends[record.file] = max(undo_ends.get(record.file, 0), record.undo_pos)
+        self.block_store.check_files(block_ends, undo_ends)
+        self.have_pruned = self.block_tree.read_flag(FLAG_PRUNED_BLOCK_FILES)
+        if self.have_pruned:
+            logger.info("LoadBlockIndexDB(): Block files have previously been pruned")
+        if self.block_tree.read_reindexing():
+            # Core: an interrupted -reindex carries on from where it stopped.
+            logger.info("LoadBlockIndexDB(): the block index was being rebuilt: resuming the reindex")
+            self.reindexing = True
 
-    def _store_genesis(self) -> None:
+    def ensure_genesis(self, disk_pos: FlatFilePos | None = None) -> None:
+        """Core: LoadGenesisBlock and the genesis activation of LoadExternalBlockFile: index the
+        genesis block (where -reindex found it, or written anew) and make it the tip of an empty chain."""
+        with self.lock:
+            if self.params.genesis_hash not in self.tree:
+                self._store_genesis(disk_pos)
+            if self.chain.tip is None:
+                self._load_chain_tip()
+
+    def _store_genesis(self, disk_pos: FlatFilePos | None = None) -> None:
         """Core: LoadGenesisBlock (AcceptBlock for block 0), written out at once."""
         genesis = self.params.genesis
-        pos = self.block_store.write_block(genesis.serialize(), height=0, time=genesis.header.time)
+        raw = genesis.serialize()
+        if disk_pos is None:
+            pos = self.block_store.write_block(raw, height=0, time=genesis.header.time)
+        else:
+            pos = disk_pos
+            self.block_store.known_block(pos, len(raw), 0, genesis.header.time)
         index = self.tree.add_header(self.params.genesis_hash, genesis.header)
         self.tree.received_transactions(index, len(genesis.vtx), pos.file, pos.pos, None)
         # Genesis is valid by definition (params checked its hash and merkle root), and connecting it
         # writes no undo data (Core: ConnectBlock returns early for the genesis block).
         index.raise_validity(BLOCK_VALID_SCRIPTS)
-        self._write_block_index()
+        self.write_block_index()
         logger.info("Stored genesis block %s at blk%05d.dat offset %d", self.params.genesis_hash_hex,
                     pos.file, pos.pos)
 
@@ -274,19 +351,19 @@ class ChainState:
             return
         if len(heads) != 2:
             raise DatabaseError(f"ReplayBlocks(): unknown inconsistent state in the chainstate's head blocks "
-                                f"marker. {REINDEX_ADVICE}")
+                                f"marker. {REINDEX_CHAINSTATE_ADVICE}")
         logger.info("Replaying blocks")
         new = self.tree.get(heads[0])
         if new is None:
             raise DatabaseError(f"ReplayBlocks(): reorganization to unknown block requested. "
-                                f"{REINDEX_ADVICE}")
+                                f"{REINDEX_CHAINSTATE_ADVICE}")
         old: BlockIndex | None = None
         fork: BlockIndex | None = None
         if heads[1] != ZERO_HASH:
             old = self.tree.get(heads[1])
             if old is None:
                 raise DatabaseError(f"ReplayBlocks(): reorganization from unknown block requested. "
-                                    f"{REINDEX_ADVICE}")
+                                    f"{REINDEX_CHAINSTATE_ADVICE}")
             fork = last_common_ancestor(old, new)
         cache = CoinsViewCache(self.coins_view)
         while old is not None and old is not fork:
@@ -297,7 +374,7 @@ class ChainState:
                 result = disconnect_block(self.read_block(old), old, self.read_undo(old), cache)
                 if result is DisconnectResult.FAILED:
                     raise DatabaseError(f"RollbackBlock(): DisconnectBlock failed at {old.height}, "
-                                        f"hash={old.hash_hex}. {REINDEX_ADVICE}")
+                                        f"hash={old.hash_hex}. {REINDEX_CHAINSTATE_ADVICE}")
             old = old.prev
         for height in range((fork.height if fork is not None else 0) + 1, new.height + 1):
             index = new.get_ancestor(height)
@@ -394,10 +471,12 @@ class ChainState:
                                                        debug="prev block invalid"), None
             return VALID, self.tree.add_header(block_hash, header)
 
-    def accept_block(self, block: Block, *,
-                     pow_checked: bool = False) -> tuple[ValidationState, BlockIndex | None]:
-        """Core: AcceptBlock (every block counts as requested: they come from this node's user)."""
-        with self.lock:
+    def accept_block(self, block: Block, *, pow_checked: bool = False,
+                     disk_pos: FlatFilePos | None = None,
+                     disk_size: int = 0) -> tuple[ValidationState, BlockIndex | None]:
+        """Core: AcceptBlock (every block counts as requested: they come from this node's user).
+        `disk_pos`/`disk_size`: where -reindex found the block, which is then not written again."""
+        with self.lock, self._fatal_on_local_failure():
             state, index = self.accept_block_header(block.header, pow_checked=pow_checked)
             if not state or index is None:
                 return state, index
@@ -416,7 +495,12 @@ class ChainState:
                     self.tree.failed_blocks.add(index)
                     self.tree.mark_dirty(index)
                 return state, index
-            pos = self.block_store.write_block(block.serialize(), index.height, block.header.time)
+            if disk_pos is None:
+                pos = self.block_store.write_block(block.serialize(), index.height, block.header.time)
+                self.check_for_pruning = self.prune_mode
+            else:
+                pos = disk_pos
+                self.block_store.known_block(pos, disk_size, index.height, block.header.time)
             self.tree.received_transactions(index, len(block.vtx), pos.file, pos.pos, self.chain.tip)
             self._remember_block(block)
             return VALID, index
@@ -450,12 +534,13 @@ class ChainState:
 
     # -- chain activation ----------------------------------------------------------------------
 
-    def activate_best_chain(self) -> ValidationState:
+    def activate_best_chain(self, progress: Callable[[BlockIndex], None] | None = None) -> ValidationState:
         """Core: ActivateBestChain. Returns an error state only for local failures; invalid blocks
-        are marked and skipped. Raises ChainStateError when the active chain cannot be changed."""
-        with self.lock:
-            most_work: BlockIndex | None = None
-            while True:
+        are marked and skipped. Raises ChainStateError when the active chain cannot be changed.
+        The lock is taken step by step, so readers get in between; `progress` sees each new tip."""
+        most_work: BlockIndex | None = None
+        while not self.interrupt.is_set():
+            with self.lock, self._fatal_on_local_failure():
                 if most_work is None:
                     most_work = self._find_most_work_chain()
                 if most_work is None or most_work is self.chain.tip:
@@ -464,8 +549,12 @@ class ChainState:
                     most_work = None
                 elif self.chain.tip is most_work:
                     break
-            self.flush(FlushMode.PERIODIC)
-            return VALID
+                tip = self.chain.tip
+            if progress is not None and tip is not None:
+                progress(tip)
+        self._notify_tip()
+        self.flush(FlushMode.PERIODIC)
+        return VALID
 
     def _find_most_work_chain(self) -> BlockIndex | None:
         """Core: FindMostWorkChain, the best candidate whose blocks off the active chain are all
@@ -548,10 +637,17 @@ class ChainState:
     def _connect_tip(self, index: BlockIndex) -> ValidationState:
         """Core: ConnectTip, connect `index` (a child of the tip) through a block-local view."""
         assert index.prev is self.chain.tip
+        timings = self.timings
+        started = time.perf_counter()
         block = self.read_block(index)
+        read = time.perf_counter()
         view = CoinsViewCache(self.coins_tip)
         result = connect_block(block, index, view, self.params, script_checks=self._script_checks(index),
                                script_threads=self.script_threads)
+        connected = time.perf_counter()
+        timings.read_seconds += read - started
+        timings.connect_seconds += connected - read
+        timings.script_seconds += result.script_seconds
         if not result.state:
             if result.state.is_invalid():
                 self._invalid_block_found(index, result.state)
@@ -572,6 +668,11 @@ class ChainState:
         self.chain.set_tip(index)
         self._recent_blocks.pop(index.block_hash, None)
         self._log_tip("UpdateTip", index)
+        self.signals.block_connected(block, index)
+        timings.apply_seconds += time.perf_counter() - connected
+        timings.blocks += 1
+        timings.transactions += len(block.vtx)
+        timings.inputs += result.inputs
         self.flush(FlushMode.IF_NEEDED)
         return VALID
 
@@ -587,7 +688,15 @@ class ChainState:
         view.flush()
         self.chain.set_tip(index.prev)
         self._log_tip("DisconnectTip", index.prev)
+        self.signals.block_disconnected(block, index)
         self.flush(FlushMode.IF_NEEDED)
+
+    def _notify_tip(self) -> None:
+        """Core: UpdatedBlockTip and NotifyBlockTip, once the active tip has moved."""
+        tip = self.chain.tip
+        if tip is not None and tip is not self._notified_tip:
+            self._notified_tip = tip
+            self.signals.updated_block_tip(tip, None)
 
     def _log_tip(self, what: str, index: BlockIndex) -> None:
         date = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(index.time))
@@ -696,18 +805,48 @@ class ChainState:
 
     # -- flushing ------------------------------------------------------------------------------
 
-    def _write_block_index(self) -> None:
+    def write_block_index(self) -> None:
         self.block_store.flush()
         file_infos = self.block_store.take_dirty_file_info()
         if file_infos or self.tree.dirty:
             self.block_tree.write_batch_sync(file_infos, self.block_store.last_file, self.tree.take_dirty())
 
-    def flush(self, mode: FlushMode = FlushMode.ALWAYS) -> None:
+    def flush(self, mode: FlushMode = FlushMode.ALWAYS, *, manual_prune_height: int = 0) -> None:
         """Core: FlushStateToDisk. Block and undo data are durable before the index names them, and
         the index before the chainstate's best block refers to it, so any crash leaves a prefix of
-        this sequence, which start-up completes."""
+        this sequence, which start-up completes. Pruning comes last (see prune.py).
+
+        A local failure (disk full, LevelDB error) is fatal: the fatal-error handler hears of it
+        (Core: AbortNode) and the error propagates; what is on disk stays consistent."""
+        try:
+            started = time.perf_counter()
+            self._flush(mode, manual_prune_height)
+            self.timings.flush_seconds += time.perf_counter() - started
+        except InitError as exc:
+            self.abort_node(str(exc))
+            raise
+
+    def abort_node(self, message: str) -> None:
+        """Core: AbortNode, log the error and ask the node to shut down (once)."""
+        if self.fatal_error is not None:
+            return
+        self.fatal_error = message
+        logger.error("*** %s", message)
+        if self.fatal_error_handler is not None:
+            self.fatal_error_handler(message)
+
+    @contextmanager
+    def _fatal_on_local_failure(self) -> Iterator[None]:
+        """A disk or database failure while changing chain state ends the node (Core: AbortNode)."""
+        try:
+            yield
+        except InitError as exc:
+            self.abort_node(str(exc))
+            raise
+
+    def _flush(self, mode: FlushMode, manual_prune_height: int) -> None:
         with self.lock:
-            if mode is FlushMode.NONE:
+            if mode is FlushMode.NONE and not manual_prune_height:
                 return
             now = int(self._clock())
             usage = self.coins_tip.memory_usage()
@@ -717,13 +856,24 @@ class ChainState:
             cache_critical = mode is FlushMode.IF_NEEDED and usage > budget
             periodic_write = mode is FlushMode.PERIODIC and now > self._last_write + DATABASE_WRITE_INTERVAL
             periodic_flush = mode is FlushMode.PERIODIC and now > self._last_flush + DATABASE_FLUSH_INTERVAL
-            full = mode is FlushMode.ALWAYS or cache_large or cache_critical or periodic_flush
+            prune_files = prune.files_to_prune(self, manual_prune_height)
+            full = (mode is FlushMode.ALWAYS or cache_large or cache_critical or periodic_flush
+                    or bool(prune_files))
             if full or periodic_write:
-                self._write_block_index()
+                self.block_store.check_disk_space(0)
+                self.write_block_index()
                 self._last_write = now
             if full and self.coins_tip.get_best_block() is not None:
+                # Core: 48 bytes a coin, written twice (log and table), with a safety factor of 2.
+                self.block_store.check_disk_space(48 * 2 * 2 * len(self.coins_tip))
                 self.coins_tip.flush()
                 self._last_flush = now
+            if prune_files:
+                prune.prune_files(self, prune_files)
+
+    def prune_block_files(self, height: int) -> int:
+        """Manual pruning up to `height` (-prune=1, the pruneblockchain RPC); see prune.py."""
+        return prune.prune_block_files(self, height)
 
     # -- queries -------------------------------------------------------------------------------
 

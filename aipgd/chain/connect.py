@@ -9,6 +9,7 @@ CoinsViewCache and returns verdicts; it must never write files or choose the act
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -73,6 +74,25 @@ class ConnectResult:
     undo: list[TxUndo]
     fees: int = 0
     inputs: int = 0
+    script_seconds: float = 0.0
+
+
+@dataclass
+class ConnectTimings:
+    """Where connecting blocks spends its time (Core: -debug=bench's nTimeConnect and friends)."""
+
+    blocks: int = 0
+    transactions: int = 0
+    inputs: int = 0
+    read_seconds: float = 0.0  # reading blocks (and undo data) back from the blk/rev files
+    script_seconds: float = 0.0  # verify_inputs_batch
+    connect_seconds: float = 0.0  # ConnectBlock as a whole (UTXO access = this minus scripts)
+    apply_seconds: float = 0.0  # writing undo data, merging the block's coins into the tip cache
+    flush_seconds: float = 0.0  # block index and chainstate LevelDB batches, fsyncs
+
+    @property
+    def utxo_seconds(self) -> float:
+        return self.connect_seconds - self.script_seconds
 
 
 def _spent_coins(tx: Transaction, view: CoinsViewCache) -> dict[OutPoint, Coin]:
@@ -157,15 +177,18 @@ def connect_block(block: Block, index: BlockIndex, view: CoinsViewCache, params:
     if not state:
         return ConnectResult(state, [])
     # Core with script-check threads verifies scripts last (CCheckQueueControl::Wait).
+    script_seconds = 0.0
     if checks:
+        started = time.perf_counter()
         results = verify_inputs_batch(checks, flags, threads=script_threads)
+        script_seconds = time.perf_counter() - started
         for check, result in zip(checks, results, strict=True):
             if result is not ScriptError.SCRIPT_ERR_OK:
                 return ConnectResult(ValidationState.invalid(
                     f"mandatory-script-verify-flag-failed ({result.message})", dos=100,
                     debug=f"input {check.n_in} of tx {check.tx.txid_hex}"), [])
     view.set_best_block(index.block_hash)
-    return ConnectResult(VALID, undo, fees, inputs)
+    return ConnectResult(VALID, undo, fees, inputs, script_seconds)
 
 
 def _add_outputs(tx: Transaction, height: int, view: CoinsViewCache) -> ValidationState:

@@ -46,8 +46,10 @@ class LevelDB:
     """One LevelDB database (Core: CDBWrapper)."""
 
     def __init__(self, path: Path, *, label: str, obfuscate: bool, cache_bytes: int,
-                 advice: str = REINDEX_ADVICE) -> None:
+                 advice: str = REINDEX_ADVICE, wipe: bool = False) -> None:
         self.path = path
+        # -reindex / -reindex-chainstate: destroy the old database before opening (it may not open).
+        self.wipe_on_open = wipe
         self.label = label
         # What the operator should do when this database is found corrupt.
         self.advice = advice
@@ -59,6 +61,9 @@ class LevelDB:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def open(self) -> None:
+        if self.wipe_on_open:
+            self.wipe_on_open = False
+            self._destroy()
         try:
             # Core: GetOptions (half the cache for blocks, a quarter for the write buffer, bloom filter
             # 10 bits, no compression, 64 open files) and paranoid checks so corruption is found early.
@@ -108,13 +113,16 @@ class LevelDB:
     def wipe(self) -> None:
         """Destroy every record and start an empty database (Core: CDBWrapper with fWipe, used by
         -reindex); an obfuscated database gets a new key."""
-        logger.info("Wiping LevelDB in %s", self.path)
         self.close()
+        self._destroy()
+        self.open()
+
+    def _destroy(self) -> None:
+        logger.info("Wiping LevelDB in %s", self.path)
         try:
             plyvel.destroy_db(str(self.path))
         except plyvel.Error as exc:
             raise self._fatal("wipe", exc) from exc
-        self.open()
 
     @property
     def db(self) -> plyvel.DB:

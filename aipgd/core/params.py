@@ -109,6 +109,8 @@ class ChainParams:
     mine_blocks_on_demand: bool
     mining_requires_peers: bool
     dns_seeds: tuple[str, ...] = field(default=())
+    # Core: nPruneAfterHeight, the chain height below which automatic pruning never starts.
+    prune_after_height: int = 100000
 
     @property
     def genesis_hash_hex(self) -> str:
@@ -265,6 +267,7 @@ def _test() -> ChainParams:
         require_standard=False, mine_blocks_on_demand=False, mining_requires_peers=True,
         dns_seeds=("seed1-testnet.aipowergrid.io", "seed2-testnet.aipowergrid.io",
                    "seed3-testnet.aipowergrid.io", "seed4-testnet.aipowergrid.io"),
+        prune_after_height=1000,
     )
 
 
@@ -292,6 +295,7 @@ def _regtest(kawpow_activation_time: int | None) -> ChainParams:
         burns=_TEST_BURNS, checkpoints=_checkpoints({}),
         default_assume_valid=genesis.hash, minimum_chain_work=0, max_reorganization_depth=60,
         require_standard=False, mine_blocks_on_demand=True, mining_requires_peers=False,
+        prune_after_height=1000,
     )
 
 

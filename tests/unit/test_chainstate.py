@@ -348,7 +348,7 @@ def test_crash_after_index_write_rolls_forward(tmp_path: Path, netdir: Path, par
     stack = Stack(netdir, params, contexts)
     cs = stack.open()
     submit_all(cs, extra)
-    cs._write_block_index()  # blocks, undo and index are durable; the chainstate batch never ran
+    cs.write_block_index()  # blocks, undo and index are durable; the chainstate batch never ran
     stack.crash()
     with open_chain(netdir, params, contexts) as cs:
         # Start-up reconnects the stored blocks past the chainstate's best block.
@@ -366,7 +366,7 @@ def test_interrupted_multi_batch_flush_is_replayed(tmp_path: Path, netdir: Path,
     cs = stack.open()
     submit_all(cs, fork)
     assert cs.tip is not None and cs.tip.block_hash == fork[-1].hash
-    cs._write_block_index()
+    cs.write_block_index()
     marker = ser_compact_size(2) + fork[-1].hash + base[-1].hash
     cs.coins_db._db.write_batch([(DB_BEST_BLOCK, None), (DB_HEAD_BLOCKS, marker)])
     stack.crash()

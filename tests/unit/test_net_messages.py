@@ -3,6 +3,7 @@ arbitrary bytes only ever raise ProtocolError."""
 
 from __future__ import annotations
 
+import contextlib
 import struct
 
 import pytest
@@ -31,8 +32,9 @@ CTX = m.DecodeContext(MAIN.kawpow_activation_time)
 MAGIC = MAIN.message_start
 GENESIS: Block = MAIN.genesis
 LEGACY_HEADER = GENESIS.header
-KAWPOW_HEADER = BlockHeader(0x30000000, b"\x11" * 32, b"\x22" * 32, MAIN.kawpow_activation_time + 60, 0x1D00FFFF,
-                            height=1234, nonce64=0x0123456789ABCDEF, mix_hash=b"\x33" * 32, kawpow=True)
+KAWPOW_HEADER = BlockHeader(0x30000000, b"\x11" * 32, b"\x22" * 32, MAIN.kawpow_activation_time + 60,
+                            0x1D00FFFF, height=1234, nonce64=0x0123456789ABCDEF, mix_hash=b"\x33" * 32,
+                            kawpow=True)
 TX = Transaction(version=2, vin=(TxIn(OutPoint(b"\x44" * 32, 1), b"\x51", 0xFFFFFFFE),),
                  vout=(TxOut(1000, b"\x6a"),), locktime=7)
 SERVICE4 = Service(NetAddr.parse("1.2.3.4"), 8865)
@@ -179,24 +181,21 @@ FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCh
 @FUZZ
 @given(st.sampled_from(sorted(m.MESSAGE_TYPES)), st.binary(max_size=300))
 def test_decoder_garbage_only_raises_protocol_error(command: str, payload: bytes) -> None:
-    try:
+    with contextlib.suppress(ProtocolError):
         m.decode_message(command, payload, CTX)
-    except ProtocolError:
-        pass
 
 
 @FUZZ
-@given(st.sampled_from(SAMPLES), st.integers(min_value=0, max_value=10_000), st.binary(min_size=1, max_size=8))
+@given(st.sampled_from(SAMPLES), st.integers(min_value=0, max_value=10_000),
+       st.binary(min_size=1, max_size=8))
 def test_decoder_mutated_samples(message: m.Message, position: int, patch: bytes) -> None:
     payload = bytearray(message.serialize())
     if payload:
         pos = position % len(payload)
         payload[pos:pos + len(patch)] = patch
     for cut in (len(payload), len(payload) // 2):
-        try:
+        with contextlib.suppress(ProtocolError):
             m.decode_message(message.command, bytes(payload[:cut]), CTX)
-        except ProtocolError:
-            pass
 
 
 @FUZZ
