@@ -28,6 +28,8 @@ from aipgd.datadir import DataDirLock, PidFile, block_index_dir, blocks_dir, cha
 from aipgd.errors import InitError
 from aipgd.index.txindex import TxIndex
 from aipgd.log import LogManager
+from aipgd.mempool.manager import MempoolManager
+from aipgd.mempool.options import mempool_options
 from aipgd.notify.blocknotify import BlockNotifier
 from aipgd.notify.zmq import ZMQNotifier, zmq_addresses
 from aipgd.options import version_string
@@ -91,9 +93,14 @@ class Node:
             listeners.append(self.txindex)
         if config.args.get("blocknotify"):
             listeners.append(BlockNotifier(config.args.get("blocknotify") or "", self.chainstate))
+        # The mempool follows the chain as a listener; it loads mempool.dat when it starts.
+        self.mempool = MempoolManager(params, self.chainstate, mempool_options(config.args), datadir=netdir)
         zmq_publishers = zmq_addresses(config.args.get)
         if zmq_publishers:
-            listeners.append(ZMQNotifier(zmq_publishers, self.chainstate))
+            zmq_notifier = ZMQNotifier(zmq_publishers, self.chainstate)
+            listeners.append(zmq_notifier)
+            self.mempool.tx_listeners.append(zmq_notifier.transaction_added)
+        listeners.append(self.mempool)
         # The RPC server needs the event loop it serves on; -server=0 (or no loop) runs without it.
         self.rpc_server: RPCServer | None = None
         if loop is not None and config.args.get_bool("server", True):
@@ -102,7 +109,7 @@ class Node:
 
             self.rpc_server = RPCServer(
                 rpc_server_config(config.args, netdir, params),
-                ChainStateView(params, self.chainstate, txindex=self.txindex,
+                ChainStateView(params, self.chainstate, txindex=self.txindex, mempool=self.mempool,
                                peer_count=lambda: len(self.connman.peers) if self.connman is not None else 0),
                 params, loop, request_shutdown or (lambda: None),
                 options={"deprecatedrpc": tuple(config.args.get_all("deprecatedrpc")),
@@ -117,7 +124,12 @@ class Node:
 
             self.connman = ConnectionManager(
                 lambda: connman_config(config.args, params, f"/aipgd:{version_string().lstrip('v')}/"),
-                params, netdir, ChainStateChainView(self.chainstate), loop)
+                params, netdir, ChainStateChainView(self.chainstate), loop,
+                progress=ProgressReporter(console))
+            if self.rpc_server is not None:
+                from rpc.network import NetworkView
+
+                self.rpc_server.ctx.net = NetworkView(self.connman)
         net: tuple[Component, ...] = (self.connman,) if self.connman is not None else ()
         # Core: the HTTP server starts before the chain loads, answering RPC_IN_WARMUP meanwhile.
         rpc: tuple[Component, ...] = (self.rpc_server,) if self.rpc_server is not None else ()

@@ -57,7 +57,8 @@ GROUP_DEBUG = "Debugging/Testing options:"
 GROUP_RPC = "RPC server options:"
 GROUP_CONNECTION = "Connection options:"
 GROUP_ZMQ = "ZeroMQ notification options:"
-GROUP_ORDER = (GROUP_OPTIONS, GROUP_CONNECTION, GROUP_ZMQ, GROUP_CHAIN, GROUP_DEBUG, GROUP_RPC)
+GROUP_RELAY = "Node relay options:"
+GROUP_ORDER = (GROUP_OPTIONS, GROUP_CONNECTION, GROUP_ZMQ, GROUP_CHAIN, GROUP_DEBUG, GROUP_RELAY, GROUP_RPC)
 
 
 def _debug_help() -> str:
@@ -241,6 +242,9 @@ NET_OPTIONS: tuple[Option, ...] = (
     Option("inactivitytimeout", Kind.INT,
            "Seconds without sending, receiving or a ping reply before a peer is dropped", GROUP_CONNECTION,
            arg="<n>", default="1200", debug_only=True),
+    Option("blockstallingtimeout", Kind.INT,
+           "Milliseconds a peer may hold up the block download window before it is dropped",
+           GROUP_CONNECTION, arg="<n>", default="2000", debug_only=True),
     Option("banlocalpeers", Kind.BOOL,
            "Ban misbehaving peers on local addresses too (Core never bans them)", GROUP_CONNECTION,
            default="0", debug_only=True),
@@ -292,6 +296,53 @@ NOTIFY_OPTIONS: tuple[Option, ...] = (
            "pprpcsb", GROUP_RPC, arg="<address>"),
 )
 OPTIONS = OPTIONS + NOTIFY_OPTIONS
+
+# Core: the mempool and relay policy options (AIPG Core's defaults).
+MEMPOOL_OPTIONS: tuple[Option, ...] = (
+    Option("maxmempool", Kind.INT, "Keep the transaction memory pool below <n> megabytes", GROUP_OPTIONS,
+           arg="<n>", default="300"),
+    Option("mempoolexpiry", Kind.INT, "Do not keep transactions in the mempool longer than <n> hours",
+           GROUP_OPTIONS, arg="<n>", default="336"),
+    Option("persistmempool", Kind.BOOL, "Whether to save the mempool on shutdown and load on restart",
+           GROUP_OPTIONS, default="1"),
+    Option("mempoolreplacement", Kind.BOOL, "Enable transaction replacement in the memory pool",
+           GROUP_OPTIONS, default="0"),
+    Option("limitancestorcount", Kind.INT,
+           "Do not accept transactions if number of in-mempool ancestors is <n> or more", GROUP_DEBUG,
+           arg="<n>", default="200", debug_only=True),
+    Option("limitancestorsize", Kind.INT,
+           "Do not accept transactions whose size with all in-mempool ancestors exceeds <n> kilobytes",
+           GROUP_DEBUG, arg="<n>", default="250", debug_only=True),
+    Option("limitdescendantcount", Kind.INT,
+           "Do not accept transactions if any ancestor would have <n> or more in-mempool descendants",
+           GROUP_DEBUG, arg="<n>", default="200", debug_only=True),
+    Option("limitdescendantsize", Kind.INT,
+           "Do not accept transactions if any ancestor would have more than <n> kilobytes of in-mempool "
+           "descendants", GROUP_DEBUG, arg="<n>", default="250", debug_only=True),
+    Option("acceptnonstdtxn", Kind.BOOL,
+           "Relay and mine \"non-standard\" transactions (testnet/regtest only)", GROUP_RELAY,
+           debug_only=True),
+    Option("bytespersigop", Kind.INT, "Equivalent bytes per sigop in transactions for relay and mining",
+           GROUP_RELAY, default="20"),
+    Option("datacarrier", Kind.BOOL, "Relay and mine data carrier transactions", GROUP_RELAY, default="1"),
+    Option("datacarriersize", Kind.INT, "Maximum size of data in data carrier transactions we relay and mine",
+           GROUP_RELAY, arg="<n>", default="83"),
+    Option("permitbaremultisig", Kind.BOOL, "Relay non-P2SH multisig", GROUP_RELAY, default="1"),
+    Option("minrelaytxfee", Kind.STRING,
+           "Fees (in AIPG/kB) smaller than this are considered zero fee for relaying, mining and transaction "
+           "creation", GROUP_RELAY, arg="<amt>", default="0.01"),
+    Option("incrementalrelayfee", Kind.STRING,
+           "Fee rate (in AIPG/kB) used to define cost of relay, used for mempool limiting and BIP 125 "
+           "replacement", GROUP_RELAY, arg="<amt>", default="0.00001", debug_only=True),
+    Option("dustrelayfee", Kind.STRING,
+           "Fee rate (in AIPG/kB) used to defined dust, the value of an output such that it will cost about "
+           "1/3 of its value in fees at this fee rate to spend it", GROUP_RELAY, arg="<amt>",
+           default="0.00003", debug_only=True),
+    Option("maxtxfee", Kind.STRING,
+           "Maximum total fees (in AIPG) to use in a single transaction; sendrawtransaction refuses higher "
+           "fees unless allowhighfees is set", GROUP_RELAY, arg="<amt>", default="1000.00"),
+)
+OPTIONS = OPTIONS + MEMPOOL_OPTIONS
 
 # -h and -help are accepted spellings of -? (Core: AppInit checks all three).
 HELP_ALIASES = ("h", "help")

@@ -18,8 +18,6 @@ from rpc.registry import CATEGORY_HIDDEN, Args, Kind, Method, Param, check_int, 
 from rpc.txjson import block_json, difficulty, header_json
 
 _EXAMPLE_HASH = '"00000000c937983704a73af28acdec37b049d214adbda81d7e2a3dd146f6ed09"'
-# How often a waitfor* call looks at the tip (no tip-change notification exists yet).
-_WAIT_POLL_SECONDS = 0.05
 
 
 def difficulty_of(bits: int | None) -> RawNumber:
@@ -160,19 +158,9 @@ def _timeout_seconds(value: Any) -> float | None:
 
 
 def _wait_for(ctx: RPCContext, timeout: float | None, done: Any) -> TipInfo:
-    """Core: cond_blockchange.wait_for(...). Returns the tip once `done(tip)`, the timeout passes or
-    the server stops."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    tip = _tip(ctx)
-    while not done(tip):
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            break
-        step = _WAIT_POLL_SECONDS if remaining is None else min(_WAIT_POLL_SECONDS, remaining)
-        if ctx.interrupted.wait(step):
-            break
-        tip = _tip(ctx)
-    return tip
+    """Core: cond_blockchange.wait_for(...), woken by the chain's tip notification. Returns the tip
+    once `done(tip)`, the timeout passes or the server stops."""
+    return ctx.node.wait_for_tip(done, timeout, ctx.interrupted)
 
 
 def _tip_json(tip: TipInfo) -> dict[str, Any]:

@@ -42,21 +42,31 @@ def _uint256(text: str) -> bytes:
 def _gettxout(ctx: RPCContext, args: Args) -> Any:
     txid = _uint256(args[0])
     n = args[1]
-    # include_mempool (default true) changes nothing until a mempool exists.
     if args[2] is not None and not isinstance(args[2], bool):
         raise RPCError(RPCErrorCode.RPC_MISC_ERROR, "JSON value is not a boolean as expected")
     if n < 0:
         return None
-    coin = ctx.node.get_coin(OutPoint(txid, n))
-    if coin is None:
+    outpoint = OutPoint(txid, n)
+    # include_mempool (default true): pool outputs count, and outputs pool transactions spend don't.
+    mempool = getattr(ctx.node, "mempool", None) if args[2] is not False else None
+    if mempool is not None and mempool.spent_in_mempool(outpoint):
         return None
+    coin = ctx.node.get_coin(outpoint)
     tip = _tip(ctx)
+    if coin is not None:
+        coin_out, coinbase, confirmations = coin.out, coin.coinbase, tip.height - coin.height + 1
+    else:
+        pooled = mempool.get_transaction(txid) if mempool is not None else None
+        if pooled is None or n >= len(pooled.vout):
+            return None
+        # Core: a mempool coin has MEMPOOL_HEIGHT, reported as 0 confirmations.
+        coin_out, coinbase, confirmations = pooled.vout[n], False, 0
     return {
         "bestblock": hash_to_hex(tip.block_hash),
-        "confirmations": tip.height - coin.height + 1,
-        "value": amount_value(coin.out.value),
-        "scriptPubKey": script_pubkey_json(coin.out.script_pubkey, ctx.params.prefixes),
-        "coinbase": coin.coinbase,
+        "confirmations": confirmations,
+        "value": amount_value(coin_out.value),
+        "scriptPubKey": script_pubkey_json(coin_out.script_pubkey, ctx.params.prefixes),
+        "coinbase": coinbase,
     }
 
 
@@ -104,7 +114,8 @@ def _getchaintxstats(ctx: RPCContext, args: Args) -> Any:
     time_diff = entry.median_time_past - past.median_time_past
     tx_count = node.chain_tx(entry.block_hash)
     tx_diff = tx_count - node.chain_tx(past.block_hash)
-    result: dict[str, Any] = {"time": entry.header.time, "txcount": tx_count, "window_block_count": blockcount}
+    result: dict[str, Any] = {"time": entry.header.time, "txcount": tx_count,
+                              "window_block_count": blockcount}
     if blockcount > 0:
         result["window_tx_count"] = tx_diff
         result["window_interval"] = time_diff
@@ -234,7 +245,8 @@ GETCHAINTXSTATS_HELP = (
     '2. "blockhash"  (string, optional) The hash of the block that ends the window.\n'
     "\nResult:\n"
     "{\n"
-    '  "time": xxxxx,                (numeric) The timestamp for the final block in the window in UNIX format.\n'
+    '  "time": xxxxx,                (numeric) The timestamp for the final block in the window in UNIX '
+    "format.\n"
     '  "txcount": xxxxx,             (numeric) The total number of transactions in the chain up to that '
     "point.\n"
     '  "window_block_count": xxxxx,  (numeric) Size of the window in number of blocks.\n'
@@ -298,7 +310,8 @@ PRUNEBLOCKCHAIN_HELP = (
 
 METHODS = (
     Method("gettxout", "blockchain", _gettxout,
-           (Param("txid", Kind.STR), Param("n", Kind.INT), Param("include_mempool", Kind.BOOL, required=False)),
+           (Param("txid", Kind.STR), Param("n", Kind.INT),
+            Param("include_mempool", Kind.BOOL, required=False)),
            GETTXOUT_HELP),
     Method("gettxoutsetinfo", "blockchain", _gettxoutsetinfo, (), GETTXOUTSETINFO_HELP, offload=True),
     Method("getchaintips", "blockchain", _getchaintips, (), GETCHAINTIPS_HELP, offload=True),

@@ -110,7 +110,7 @@ def _getinfo(ctx: RPCContext, args: Args) -> Any:
         "protocolversion": PROTOCOL_VERSION,
         "blocks": tip.height if tip is not None else -1,
         "timeoffset": 0,  # no peers yet, so no network-adjusted time
-        "connections": 0,  # aipgd has no P2P connections yet
+        "connections": node.peer_count(),
         "proxy": "",
         "difficulty": difficulty_of(entry.header.bits if entry is not None else None),
         "testnet": ctx.params.network == "test",

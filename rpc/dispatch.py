@@ -51,6 +51,8 @@ class RPCContext:
     request_shutdown: Any = None  # () -> None, schedules a clean shutdown of the node
     interrupted: threading.Event = field(default_factory=threading.Event)
     options: dict[str, Any] = field(default_factory=dict)
+    # The P2P layer (rpc.network.NetworkView); None with no networking.
+    net: Any = None
     # Per-area state kept across calls (the mining templates for pprpcsb, prioritised deltas, ...).
     state: dict[str, Any] = field(default_factory=dict)
     active: dict[int, ActiveCommand] = field(default_factory=dict)

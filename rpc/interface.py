@@ -169,11 +169,13 @@ class ChainStateView:
     """
 
     def __init__(self, params: ChainParams, chainstate: Any, *, peer_count: Callable[[], int] = lambda: 0,
-                 txindex: Any = None) -> None:
+                 txindex: Any = None, mempool: Any = None) -> None:
         self.params = params
         self._cs = chainstate
         self._peer_count = peer_count
         self.txindex = txindex
+        # aipgd.mempool's MempoolManager (rpc/mempool.py uses its public methods), or None.
+        self.mempool = mempool
 
     def tip(self) -> TipInfo | None:
         tip = self._cs.tip
@@ -365,6 +367,19 @@ class ChainStateView:
         return MiningParent(tip.block_hash, tip.height, tip.median_time_past(),
                             lambda when: get_next_work_required(tip, when, params))
 
+    def block_template_transactions(self, parent_hash: bytes) -> tuple[list[Transaction], int]:
+        """The mempool's best packages for a block on `parent_hash` and their total fee (Core:
+        addPackageTxs); nothing when there is no mempool or the tip has moved on."""
+        if self.mempool is None:
+            return [], 0
+        from aipgd.mining.selection import select_block_transactions
+
+        with self._cs.lock:
+            tip = self._cs.chain.tip
+            if tip is None or tip.block_hash != parent_hash:
+                return [], 0
+            return select_block_transactions(self.mempool, tip, self.params)
+
     def block_status(self, block_hash: bytes) -> str | None:
         """None (unknown), "valid" (valid up to scripts), "failed", or "known" (anything else)."""
         from aipgd.chain.diskformat import BLOCK_VALID_SCRIPTS
@@ -411,8 +426,12 @@ class ChainStateView:
         return None
 
     def find_transaction(self, txid: bytes) -> tuple[Transaction, bytes | None] | None:
-        """Core 0.15: GetTransaction(fAllowSlow=true) without a mempool: the tx index if enabled,
+        """Core 0.15: GetTransaction(fAllowSlow=true): the mempool, then the tx index if enabled,
         else the block holding an unspent output of the transaction."""
+        if self.mempool is not None:
+            pooled = self.mempool.get_transaction(txid)
+            if pooled is not None:
+                return pooled, None
         if self.txindex is not None:
             found = self.txindex.find(txid)
             if found is not None:

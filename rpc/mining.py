@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from decimal import Decimal
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import kawpow
@@ -141,9 +141,12 @@ def _new_block(ctx: RPCContext, payout: bytes, extra_nonce: int = 0) -> Block:
     parent = ctx.node.mining_parent()
     when = max(parent.median_time_past + 1, int(time.time()))
     bits = parent.next_bits(when)
+    # The mempool's best packages (rpc/mempool.py's node view; test doubles may have none).
+    select = getattr(ctx.node, "block_template_transactions", None)
+    txs, fees = select(parent.block_hash) if select is not None else ([], 0)
     try:
-        return create_block(ctx.params, parent.block_hash, parent.height, parent.median_time_past, bits, (),
-                            payout, when, extra_nonce=extra_nonce)
+        return create_block(ctx.params, parent.block_hash, parent.height, parent.median_time_past, bits, txs,
+                            payout, when, fees=fees, extra_nonce=extra_nonce)
     except MiningError as exc:
         raise RPCError(RPCErrorCode.RPC_INTERNAL_ERROR, f"Couldn't create new block: {exc}") from exc
 
@@ -228,7 +231,7 @@ def _getblocktemplate(ctx: RPCContext, args: Args) -> Any:
         "vbavailable": {},
         "vbrequired": 0,
         "previousblockhash": hash_to_hex(header.prev_hash),
-        "transactions": [],
+        "transactions": template_transactions_json(ctx, block),
         "coinbaseaux": {"flags": ""},
         "coinbasevalue": coinbase.vout[0].value,
         "CommunityAutonomousAddress": ctx.params.community_autonomous_address,
@@ -358,6 +361,31 @@ def _getnetworkhashps(ctx: RPCContext, args: Args) -> Any:
     return double_value(network_hashps(ctx, lookup, height))
 
 
+def _pooled_count(ctx: RPCContext) -> int:
+    mgr = getattr(ctx.node, "mempool", None)
+    return len(mgr.pool) if mgr is not None else 0
+
+
+def template_transactions_json(ctx: RPCContext, block: Block) -> list[dict[str, Any]]:
+    """Core: getblocktemplate's "transactions" (fee and sigops from the mempool entries)."""
+    mgr = getattr(ctx.node, "mempool", None)
+    index = {tx.txid: i + 1 for i, tx in enumerate(block.vtx[1:])}
+    out = []
+    for tx in block.vtx[1:]:
+        entry = mgr.pool.get(tx.txid) if mgr is not None else None
+        depends = sorted({index[txin.prevout.txid] for txin in tx.vin if txin.prevout.txid in index})
+        out.append({
+            "data": tx.serialize().hex(),
+            "txid": tx.txid_hex,
+            "hash": hash_to_hex(tx.wtxid),
+            "depends": depends,
+            "fee": entry.fee if entry is not None else 0,
+            "sigops": entry.sigop_cost if entry is not None else 0,
+            "weight": tx.weight,
+        })
+    return out
+
+
 def _getmininginfo(ctx: RPCContext, args: Args) -> Any:
     tip = _tip(ctx)
     entry = ctx.node.block_entry(tip.block_hash)
@@ -369,7 +397,7 @@ def _getmininginfo(ctx: RPCContext, args: Args) -> Any:
         "difficulty": double_value(difficulty(entry.header.bits if entry is not None else None)),
         "networkhashps": double_value(network_hashps(ctx, 120, -1)),
         "hashespersec": 0,
-        "pooledtx": 0,  # no mempool yet
+        "pooledtx": _pooled_count(ctx),
         "chain": ctx.params.network,
     }
     if "getmininginfo" in ctx.options.get("deprecatedrpc", ()):
@@ -389,15 +417,17 @@ def _prioritisetransaction(ctx: RPCContext, args: Args) -> Any:
                        f"txid must be hexadecimal string (not '{args[0]}')") from None
     delta = check_int(args[2], 64)
     dummy = args[1]
-    if dummy is not None:
-        if isinstance(dummy, bool) or not isinstance(dummy, int | Decimal):
-            raise RPCError(RPCErrorCode.RPC_MISC_ERROR, "JSON value is not a number as expected")
+    if dummy is not None and (isinstance(dummy, bool) or not isinstance(dummy, int | Decimal)):
+        raise RPCError(RPCErrorCode.RPC_MISC_ERROR, "JSON value is not a number as expected")
     if dummy is not None and dummy != 0:
         raise RPCError(RPCErrorCode.RPC_INVALID_PARAMETER,
                        "Priority is no longer supported, dummy argument to prioritisetransaction must be 0.")
     state = _state(ctx)
     with state.lock:
         state.prioritised[txid] = state.prioritised.get(txid, 0) + delta
+    mgr = getattr(ctx.node, "mempool", None)
+    if mgr is not None:
+        mgr.pool.prioritise(txid, delta)
     return True
 
 
@@ -478,8 +508,8 @@ PPRPCSB_HELP = (
     'pprpcsb "header_hash" "mix_hash" "nonce"\n'
     "\nAttempts to submit new block to network mined by kawpow gpu miner via rpc.\n"
     "\nArguments\n"
-    '1. "header_hash"        (string, required) the prow_pow header hash that was given to the gpu miner from '
-    "this rpc client\n"
+    '1. "header_hash"        (string, required) the prow_pow header hash that was given to the gpu miner '
+    "from this rpc client\n"
     '2. "mix_hash"           (string, required) the mix hash that was mined by the gpu miner via rpc\n'
     '3. "nonce"              (string, required) the nonce of the block that hashed the valid block\n'
     + examples("pprpcsb", '"header_hash" "mix_hash" 100000')
@@ -488,8 +518,8 @@ GETKAWPOWHASH_HELP = (
     'getkawpowhash "header_hash" "mix_hash" nonce, height, "target"\n'
     "\nGet the kawpow hash for a block given its block data\n"
     "\nArguments\n"
-    '1. "header_hash"        (string, required) the prow_pow header hash that was given to the gpu miner from '
-    "this rpc client\n"
+    '1. "header_hash"        (string, required) the prow_pow header hash that was given to the gpu miner '
+    "from this rpc client\n"
     '2. "mix_hash"           (string, required) the mix hash that was mined by the gpu miner via rpc\n'
     '3. "nonce"              (string, required) the hex nonce of the block that hashed the valid block\n'
     '4. "height"             (number, required) the height of the block data that is being hashed\n'
@@ -564,6 +594,7 @@ METHODS = (
            (Param("nblocks", Kind.INT), Param("maxtries", Kind.INT, required=False)), GENERATE_HELP,
            offload=True),
     Method("generatetoaddress", "generating", _generatetoaddress,
-           (Param("nblocks", Kind.INT), Param("address", Kind.STR), Param("maxtries", Kind.INT, required=False)),
+           (Param("nblocks", Kind.INT), Param("address", Kind.STR),
+            Param("maxtries", Kind.INT, required=False)),
            GENERATETOADDRESS_HELP, offload=True),
 )

@@ -1,6 +1,6 @@
 """Raw transaction methods (Core: rpc/rawtransaction.cpp): decoderawtransaction, decodescript,
 createrawtransaction, combinerawtransaction, signrawtransaction (explicit keys, no wallet) and
-sendrawtransaction (refused honestly until a mempool and relay exist).
+sendrawtransaction (handed to rpc/mempool.py).
 
 Owns argument parsing with Core's error codes and texts. It must never look coins up except through
 NodeInterface.get_coin, and never broadcast anything.
@@ -331,14 +331,9 @@ def _combinerawtransaction(ctx: RPCContext, args: Args) -> Any:
 
 
 def _sendrawtransaction(ctx: RPCContext, args: Args) -> Any:
-    if decode_hex_tx(args[0]) is None:
-        raise RPCError(RPCErrorCode.RPC_DESERIALIZATION_ERROR, "TX decode failed")
-    # Core's error for a node without a connection manager; aipgd has no mempool or relay yet either,
-    # so nothing could be accepted or broadcast.
-    raise RPCError(RPCErrorCode.RPC_CLIENT_P2P_DISABLED,
-                   "Error: Peer-to-peer functionality missing or disabled (aipgd has no mempool or "
-                   "transaction "
-                   "relay yet)")
+    from rpc.mempool import send_raw_transaction
+
+    return send_raw_transaction(ctx, args)
 
 
 _EX_TX = '"[{\\"txid\\":\\"myid\\",\\"vout\\":0}]" "{\\"address\\":0.01}"'
@@ -509,7 +504,6 @@ SENDRAWTRANSACTION_HELP = (
     'sendrawtransaction "hexstring" ( allowhighfees )\n'
     "\nSubmits raw transaction (serialized, hex-encoded) to local node and network.\n"
     "\nAlso see createrawtransaction and signrawtransaction calls.\n"
-    "(aipgd has no mempool or transaction relay yet: this call is refused with error -31.)\n"
     "\nArguments:\n"
     '1. "hexstring"    (string, required) The hex string of the raw transaction)\n'
     "2. allowhighfees    (boolean, optional, default=false) Allow high fees\n"
@@ -530,7 +524,7 @@ METHODS = (
            strict_types=True),
     Method("sendrawtransaction", "rawtransactions", _sendrawtransaction,
            (Param("hexstring", Kind.STR), Param("allowhighfees", Kind.BOOL, required=False)),
-           SENDRAWTRANSACTION_HELP, strict_types=True),
+           SENDRAWTRANSACTION_HELP, offload=True, strict_types=True),
     Method("combinerawtransaction", "rawtransactions", _combinerawtransaction, (Param("txs", Kind.ARR),),
            COMBINERAWTRANSACTION_HELP, offload=True),
     Method("signrawtransaction", "rawtransactions", _signrawtransaction,

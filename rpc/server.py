@@ -28,6 +28,7 @@ from rpc.errors import RPCError
 from rpc.http import HTTPProtocol, Reply, Request
 from rpc.interface import NodeInterface
 from rpc.methods import build_table
+from rpc.rest import handle_rest
 
 logger = logging.getLogger("rpc")
 
@@ -268,6 +269,8 @@ class RPCServer:
             return Reply(403, content_type=None)
         if self._stopping:
             return Reply(503, content_type=None)
+        if request.path.startswith("/rest/") and self.ctx.options.get("rest"):
+            return self._run_rest(request)
         if request.path != "/":
             return Reply(404, content_type=None)
         if request.method != "POST":
@@ -324,6 +327,23 @@ class RPCServer:
                 return dispatcher.process_body(body)
         future = self._loop.run_in_executor(self._executor, job)
         return self._await_worker(future)
+
+    def _run_rest(self, request: Request) -> Reply | Awaitable[Reply]:
+        """Core: the REST handlers, unauthenticated, on the same worker threads and queue limit."""
+        cfg = self.config
+        if self._in_queue >= cfg.threads + cfg.work_queue or self._executor is None:
+            return Reply(503, b"Work queue depth exceeded", "text/html")
+        self._in_queue += 1
+        ctx, status = self.ctx, self.dispatcher.warmup_status
+        future = self._loop.run_in_executor(
+            self._executor, lambda: handle_rest(ctx, request.path, request.body, status))
+        return self._await_rest(future)
+
+    async def _await_rest(self, future: Awaitable[Reply]) -> Reply:
+        try:
+            return await future
+        finally:
+            self._in_queue -= 1
 
     async def _await_worker(self, future: Awaitable[tuple[int, bytes]]) -> Reply:
         try:

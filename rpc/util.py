@@ -24,6 +24,7 @@ from aipgd.script.script import build_script
 from aipgd.script.standard import KeyID, ScriptID, script_for_destination
 from rpc.dispatch import RPCContext
 from rpc.errors import RPCError, RPCErrorCode
+from rpc.jsonutil import amount_value
 from rpc.registry import Args, Kind, Method, Param, check_int, examples
 
 # Core: validation.cpp strMessageMagic of AIPG Core.
@@ -170,9 +171,11 @@ def _estimatefee(ctx: RPCContext, args: Args) -> Any:
                        "estimatefee is deprecated and will be fully removed in v0.17. To use estimatefee in "
                        "v0.16, restart aipgd with -deprecatedrpc=estimatefee.\nProjects should transition to "
                        "using estimatesmartfee before upgrading to v0.17")
-    check_int(args[0])
-    # No mempool and no fee estimator yet: Core's answer when it has no data.
-    return -1
+    blocks = max(check_int(args[0]), 1)
+    mgr = getattr(ctx.node, "mempool", None)
+    rate = mgr.estimator.estimate_fee(blocks) if mgr is not None else 0
+    # Core: -1 when the estimator has no answer.
+    return amount_value(rate) if rate else -1
 
 
 def _estimatesmartfee(ctx: RPCContext, args: Args) -> Any:
@@ -182,8 +185,16 @@ def _estimatesmartfee(ctx: RPCContext, args: Args) -> Any:
                        f"Invalid conf_target, must be between 1 - {MAX_CONF_TARGET}")
     if args[1] is not None and args[1] not in ("UNSET", "ECONOMICAL", "CONSERVATIVE"):
         raise RPCError(RPCErrorCode.RPC_INVALID_PARAMETER, "Invalid estimate_mode parameter")
-    # No mempool and no fee estimator yet: Core's answer when it has seen no blocks with fee data.
-    return {"errors": ["Insufficient data or no feerate found"], "blocks": 0}
+    conservative = args[1] != "ECONOMICAL"
+    mgr = getattr(ctx.node, "mempool", None)
+    if mgr is None:
+        return {"errors": ["Insufficient data or no feerate found"], "blocks": 0}
+    pool_floor = mgr.pool.get_min_fee(mgr.options.max_mempool_bytes).per_k
+    estimate = mgr.estimator.estimate_smart_fee(target, conservative, pool_floor,
+                                                mgr.options.incremental_relay_fee)
+    if estimate.fee_rate:
+        return {"feerate": amount_value(estimate.fee_rate), "blocks": estimate.returned_target}
+    return {"errors": ["Insufficient data or no feerate found"], "blocks": estimate.returned_target}
 
 
 _EX_ADDR = '"AKjKCgvVvS3FtUDvTNrPrX6dWxSZoXkKmJ"'

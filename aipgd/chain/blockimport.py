@@ -33,6 +33,11 @@ _SIZE = struct.Struct("<I")
 # Smaller than any block: Core's lower bound on a record's size (an 80-byte header).
 MIN_RECORD_SIZE = 80
 BOOTSTRAP_FILENAME = "bootstrap.dat"
+# Unlike Core, which connects an imported file's blocks only once all of it is read, -loadblock and
+# bootstrap.dat connect the best chain every so many new blocks: a long import then makes progress
+# that survives a restart, and never holds a whole file's blocks unconnected. -reindex keeps Core's
+# order (the index first), since it resumes by scanning every file again anyway.
+IMPORT_ACTIVATE_EVERY = 16
 
 
 class BlockImporter:
@@ -108,6 +113,10 @@ class BlockImporter:
             logger.info("Block import interrupted by shutdown")
             return
         self.connect_best_chain()
+        if not self.interrupted:
+            tip = self.cs.tip
+            logger.info("Block import finished: tip %s at height %d", tip.hash_hex if tip else "-",
+                        tip.height if tip else -1)
         if self.stop_after_import and not self.interrupted:
             logger.info("Stopping after block import")
             self.request_shutdown()
@@ -164,6 +173,8 @@ class BlockImporter:
             state = self.cs.activate_best_chain(progress=report)
         finally:
             final = self.cs.tip
+            if final is not None:
+                task.update(final.height - start)
             task.finish(f"tip height {final.height if final is not None else -1}")
         if state.is_error():
             raise InitError(f"Failed to connect best block: {state.reject_reason}")
@@ -232,6 +243,8 @@ class BlockImporter:
                     state, _ = cs.accept_block(block, disk_pos=disk, disk_size=reader.pos)
                     if state:
                         loaded += 1
+                        if disk is None and loaded % IMPORT_ACTIVATE_EVERY == 0:
+                            cs.activate_best_chain()
                     elif state.is_error():
                         raise InitError(f"Failed to import block {block.hash_hex}: {state.reject_reason}")
                 elif known.height % 1000 == 0:

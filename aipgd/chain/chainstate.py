@@ -2,11 +2,11 @@
 
 Owns the block tree and the active chain, accepting headers and blocks (AcceptBlockHeader,
 AcceptBlock), choosing and activating the most-work valid chain step by step (ActivateBestChain,
-ConnectTip, DisconnectTip, reorgs of any depth), invalidate/reconsider/precious, and writing in
-Core's crash-safe order (blk/rev fsync, then the block index batch, then the chainstate batch with
-its best-block marker: FlushStateToDisk). At start-up it loads the index, repairs what a kill -9
-left (ReplayBlocks, then reconnecting blocks past the chainstate's best block) and verifies the
-last blocks (VerifyDB). Validity itself is decided by aipgd.consensus and aipgd.chain.connect.
+ConnectTip, DisconnectTip, reorgs of any depth), and writing in Core's crash-safe order (blk/rev
+fsync, then the block index batch, then the chainstate batch with its best-block marker:
+FlushStateToDisk), pruning last. Start-up checks and repair live in startup.py, operator actions
+(invalidate/reconsider/precious) in chain_actions.py, pruning in prune.py, block import (-reindex,
+-loadblock) in blockimport.py. Validity itself is decided by aipgd.consensus and aipgd.chain.connect.
 """
 
 from __future__ import annotations
@@ -20,14 +20,12 @@ from dataclasses import dataclass
 from enum import Enum
 
 import kawpow
-from aipgd.chain import prune
-from aipgd.chain.blockdb import FLAG_PRUNED_BLOCK_FILES, BlockTreeDB
+from aipgd.chain import chain_actions, prune, startup
+from aipgd.chain.blockdb import BlockTreeDB
 from aipgd.chain.blockindex import (
-    BLOCK_FAILED_MASK,
     ActiveChain,
     BlockIndex,
     block_proof_equivalent_time,
-    last_common_ancestor,
 )
 from aipgd.chain.blockstore import BlockStore, FlatFilePos
 from aipgd.chain.blocktree import BlockTree
@@ -40,15 +38,13 @@ from aipgd.chain.connect import (
     connect_block,
     default_script_threads,
     disconnect_block,
-    rollforward_block,
 )
-from aipgd.chain.dbwrapper import REINDEX_ADVICE, REINDEX_CHAINSTATE_ADVICE, DatabaseError
+from aipgd.chain.dbwrapper import REINDEX_ADVICE, DatabaseError
 from aipgd.chain.diskformat import (
     BLOCK_FAILED_CHILD,
     BLOCK_FAILED_VALID,
     BLOCK_HAVE_UNDO,
     BLOCK_VALID_SCRIPTS,
-    BLOCK_VALID_TRANSACTIONS,
 )
 from aipgd.chain.header_rules import (
     DEFAULT_MIN_REORG_AGE,
@@ -59,7 +55,6 @@ from aipgd.chain.header_rules import (
 )
 from aipgd.chain.notifications import ChainSignals
 from aipgd.chain.undo import TxUndo, deserialize_block_undo, serialize_block_undo, undo_checksum
-from aipgd.chain.verifydb import verify_db
 from aipgd.consensus.block_check import check_block, contextual_check_block
 from aipgd.consensus.pow import check_block_header_pow, check_header_height
 from aipgd.consensus.validation_state import VALID, ValidationState
@@ -67,7 +62,7 @@ from aipgd.core.block import Block, BlockHeader
 from aipgd.core.params import ChainParams
 from aipgd.core.serialize import DeserializationError
 from aipgd.core.transaction import OutPoint
-from aipgd.core.uint256 import ZERO_HASH, hash_to_hex
+from aipgd.core.uint256 import ZERO_HASH
 from aipgd.errors import InitError
 
 logger = logging.getLogger(__name__)
@@ -217,172 +212,21 @@ class ChainState:
         """Core: pindexBestHeader, the most-work header not known to be invalid."""
         return self.tree.best_header
 
-    # -- start-up ------------------------------------------------------------------------------
+    # -- start-up (startup.py) -------------------------------------------------------------------
 
     def load(self) -> None:
-        """Core: LoadBlockIndex, LoadGenesisBlock, ReplayBlocks, LoadChainTip, VerifyDB and the
-        ActivateBestChain of ThreadImport, which reconnects blocks stored past the chainstate's tip."""
-        with self.lock:
-            genesis_hash = self.params.genesis_hash
-            if self.options.reindex:
-                # Core: fReset, both databases wiped; BlockImporter rebuilds the index from the files.
-                self.block_tree.wipe()
-                self.coins_db.wipe()
-                self.block_store.reset()
-                if self.prune_mode:
-                    self.block_store.remove_unusable_files()
-                self.block_tree.write_reindexing(True)
-                self.reindexing = True
-                logger.info("Initializing databases for -reindex")
-            else:
-                # Checked before decoding any record: another network's records may not even parse here
-                # (their header layout depends on this network's KawPoW activation time).
-                tree_db = self.block_tree
-                if tree_db.has_any_block_index() and not tree_db.has_block_index(genesis_hash):
-                    # Core: "Incorrect or no genesis block found. Wrong datadir for network?"
-                    raise DatabaseError(
-                        f"Incorrect or no genesis block found in {self.block_tree.path}: it does not contain "
-                        f"the {self.params.network} genesis block {self.params.genesis_hash_hex}. "
-                        "Wrong datadir for network?")
-                self._load_block_index()
-            if self.have_pruned and not self.prune_mode:
-                raise DatabaseError("You need to rebuild the database using -reindex to go back to unpruned "
-                                    "mode. This will redownload the entire blockchain.")
-            if self.options.reindex_chainstate and not self.options.reindex:
-                logger.info("Wiping the chainstate for -reindex-chainstate")
-                self.coins_db.wipe()
-            if self.coins_db.has_legacy_coins():
-                raise DatabaseError("The chainstate database uses the pre-0.15 coin format, which aipgd "
-                                    f"cannot upgrade. {REINDEX_CHAINSTATE_ADVICE}")
-            if not self.reindexing and genesis_hash not in self.tree:
-                self._store_genesis()
-            self.replay_blocks()
-            if genesis_hash in self.tree:
-                self._load_chain_tip()
-                verify_db(self, self.options.check_level, self.options.check_blocks)
-        if self.activate_at_start:
-            state = self.activate_best_chain()
-            if state.is_error():
-                raise ChainStateError(f"Failed to connect the best chain at start-up: {state.reject_reason}")
-
-    def _load_block_index(self) -> None:
-        last_file = self.block_tree.read_last_block_file() or 0
-        infos = {}
-        for n in range(last_file + 1):
-            info = self.block_tree.read_block_file_info(n)
-            if info is not None:
-                infos[n] = info
-        self.block_store.load_file_info(last_file, infos)
-        records = self.block_tree.load_block_index(self.params.kawpow_activation_time)
-        self.tree.load(records, self.params.genesis_hash)
-        logger.info("LoadBlockIndexDB: last block file = %d, %d block index entries", last_file, len(records))
-        block_ends: dict[int, int] = {}
-        undo_ends: dict[int, int] = {}
-        for record in records.values():
-            if record.have_data:
-                block_ends[record.file] = max(block_ends.get(record.file, 0), record.data_pos)
-            if record.status & BLOCK_HAVE_UNDO:
-                undo_ends[record.file] = max(undo_ends.get(record.file, 0), record.undo_pos)
-        self.block_store.check_files(block_ends, undo_ends)
-        self.have_pruned = self.block_tree.read_flag(FLAG_PRUNED_BLOCK_FILES)
-        if self.have_pruned:
-            logger.info("LoadBlockIndexDB(): Block files have previously been pruned")
-        if self.block_tree.read_reindexing():
-            # Core: an interrupted -reindex carries on from where it stopped.
-            logger.info("LoadBlockIndexDB(): the block index was being rebuilt: resuming the reindex")
-            self.reindexing = True
+        """Core: LoadBlockIndex, LoadGenesisBlock, ReplayBlocks, LoadChainTip and VerifyDB, then
+        (unless a BlockImporter does it) the start-up ActivateBestChain."""
+        startup.load(self)
 
     def ensure_genesis(self, disk_pos: FlatFilePos | None = None) -> None:
-        """Core: LoadGenesisBlock and the genesis activation of LoadExternalBlockFile: index the
-        genesis block (where -reindex found it, or written anew) and make it the tip of an empty chain."""
-        with self.lock:
-            if self.params.genesis_hash not in self.tree:
-                self._store_genesis(disk_pos)
-            if self.chain.tip is None:
-                self._load_chain_tip()
-
-    def _store_genesis(self, disk_pos: FlatFilePos | None = None) -> None:
-        """Core: LoadGenesisBlock (AcceptBlock for block 0), written out at once."""
-        genesis = self.params.genesis
-        raw = genesis.serialize()
-        if disk_pos is None:
-            pos = self.block_store.write_block(raw, height=0, time=genesis.header.time)
-        else:
-            pos = disk_pos
-            self.block_store.known_block(pos, len(raw), 0, genesis.header.time)
-        index = self.tree.add_header(self.params.genesis_hash, genesis.header)
-        self.tree.received_transactions(index, len(genesis.vtx), pos.file, pos.pos, None)
-        # Genesis is valid by definition (params checked its hash and merkle root), and connecting it
-        # writes no undo data (Core: ConnectBlock returns early for the genesis block).
-        index.raise_validity(BLOCK_VALID_SCRIPTS)
-        self.write_block_index()
-        logger.info("Stored genesis block %s at blk%05d.dat offset %d", self.params.genesis_hash_hex,
-                    pos.file, pos.pos)
-
-    def _load_chain_tip(self) -> None:
-        """Core: LoadChainTip. A chainstate without a best block has never been flushed: it is the
-        state after the genesis block, whose coinbase adds no coins."""
-        best = self.coins_tip.get_best_block()
-        if best is None:
-            logger.info("Connecting genesis block %s to an empty chainstate", self.params.genesis_hash_hex)
-            self.coins_tip.set_best_block(self.params.genesis_hash)
-            self.coins_tip.flush()
-            best = self.params.genesis_hash
-        index = self.tree.get(best)
-        if index is None or not index.have_data:
-            raise DatabaseError(
-                f"The chainstate's best block {hash_to_hex(best)} is not in the block index, or its data is "
-                f"missing. {REINDEX_ADVICE}")
-        self.read_block(index)
-        self.chain.set_tip(index)
-        # On a restart the tip keeps its place among tips of equal work.
-        index.sequence_id = 0
-        self.tree.candidates.add(index)
-        self.tree.prune_candidates(index)
-        date = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(index.time))
-        logger.info("Loaded best chain: hashBestChain=%s height=%d date=%s", index.hash_hex, index.height,
-                    date)
+        """Index the genesis block (where -reindex found it, or written anew) and make it the tip of
+        an empty chain (Core: LoadGenesisBlock)."""
+        startup.ensure_genesis(self, disk_pos)
 
     def replay_blocks(self) -> None:
-        """Core: ReplayBlocks. A flush interrupted between two batches leaves the head-blocks marker
-        [new tip, old tip]: roll the coins back to the fork and forward to the new tip."""
-        heads = self.coins_db.get_head_blocks()
-        if not heads:
-            return
-        if len(heads) != 2:
-            raise DatabaseError(f"ReplayBlocks(): unknown inconsistent state in the chainstate's head blocks "
-                                f"marker. {REINDEX_CHAINSTATE_ADVICE}")
-        logger.info("Replaying blocks")
-        new = self.tree.get(heads[0])
-        if new is None:
-            raise DatabaseError(f"ReplayBlocks(): reorganization to unknown block requested. "
-                                f"{REINDEX_CHAINSTATE_ADVICE}")
-        old: BlockIndex | None = None
-        fork: BlockIndex | None = None
-        if heads[1] != ZERO_HASH:
-            old = self.tree.get(heads[1])
-            if old is None:
-                raise DatabaseError(f"ReplayBlocks(): reorganization from unknown block requested. "
-                                    f"{REINDEX_CHAINSTATE_ADVICE}")
-            fork = last_common_ancestor(old, new)
-        cache = CoinsViewCache(self.coins_view)
-        while old is not None and old is not fork:
-            if old.height > 0:
-                logger.info("Rolling back %s (%d)", old.hash_hex, old.height)
-                # An UNCLEAN result is expected (the interrupted flush applied only part of the
-                # block) and harmless: spending and adding coins are idempotent.
-                result = disconnect_block(self.read_block(old), old, self.read_undo(old), cache)
-                if result is DisconnectResult.FAILED:
-                    raise DatabaseError(f"RollbackBlock(): DisconnectBlock failed at {old.height}, "
-                                        f"hash={old.hash_hex}. {REINDEX_CHAINSTATE_ADVICE}")
-            old = old.prev
-        for height in range((fork.height if fork is not None else 0) + 1, new.height + 1):
-            index = new.get_ancestor(height)
-            assert index is not None
-            logger.info("Rolling forward %s (%d)", index.hash_hex, height)
-            rollforward_block(self.read_block(index), index, cache)
-        cache.set_best_block(new.block_hash)
-        cache.flush()
+        """Core: ReplayBlocks, finish a flush that a crash interrupted."""
+        startup.replay_blocks(self)
 
     # -- reading stored data -------------------------------------------------------------------
 
@@ -726,82 +570,19 @@ class ChainState:
         logger.warning("InvalidChainFound: invalid block=%s height=%d; current best=%s height=%d",
                        index.hash_hex, index.height, tip.hash_hex if tip else "-", tip.height if tip else -1)
 
-    # -- operator actions ----------------------------------------------------------------------
+    # -- operator actions (chain_actions.py) ----------------------------------------------------
 
     def invalidate_block(self, block_hash: bytes) -> ValidationState:
         """Core: InvalidateBlock + ActivateBestChain (the invalidateblock RPC)."""
-        with self.lock:
-            index = self.tree.get(block_hash)
-            if index is None:
-                return ValidationState.error("Block not found")
-            if index.prev is None:
-                return ValidationState.error("The genesis block cannot be invalidated")
-            was_in_chain = False
-            walk_tip = self.chain.tip
-            while self.chain.contains(index):
-                was_in_chain = True
-                self._disconnect_tip()
-            while was_in_chain and walk_tip is not None and walk_tip is not index:
-                walk_tip.status |= BLOCK_FAILED_CHILD
-                self.tree.mark_dirty(walk_tip)
-                self.tree.candidates.discard(walk_tip)
-                walk_tip = walk_tip.prev
-            index.status |= BLOCK_FAILED_VALID
-            self.tree.mark_dirty(index)
-            self.tree.candidates.discard(index)
-            self.tree.failed_blocks.add(index)
-            self.tree.add_candidates_at_least(self.chain.tip, self.tree)
-            self._invalid_chain_found(index)
-            return self.activate_best_chain()
+        return chain_actions.invalidate_block(self, block_hash)
 
     def reconsider_block(self, block_hash: bytes) -> ValidationState:
         """Core: ResetBlockFailureFlags + ActivateBestChain (the reconsiderblock RPC)."""
-        with self.lock:
-            index = self.tree.get(block_hash)
-            if index is None:
-                return ValidationState.error("Block not found")
-            tree = self.tree
-            tip = self.chain.tip
-            for other in tree:
-                if other.failed and other.get_ancestor(index.height) is index:
-                    other.status &= ~BLOCK_FAILED_MASK
-                    tree.mark_dirty(other)
-                    tree.add_candidates_at_least(tip, (other,))
-                    if other is tree.best_invalid:
-                        tree.best_invalid = None
-                    tree.failed_blocks.discard(other)
-            walk: BlockIndex | None = index
-            while walk is not None:
-                if walk.failed:
-                    walk.status &= ~BLOCK_FAILED_MASK
-                    tree.mark_dirty(walk)
-                    tree.failed_blocks.discard(walk)
-                walk = walk.prev
-            return self.activate_best_chain()
+        return chain_actions.reconsider_block(self, block_hash)
 
     def precious_block(self, block_hash: bytes) -> ValidationState:
         """Core: PreciousBlock, treat the block as if it had arrived before any other of equal work."""
-        with self.lock:
-            index = self.tree.get(block_hash)
-            if index is None:
-                return ValidationState.error("Block not found")
-            tip = self.chain.tip
-            assert tip is not None
-            if index.chain_work < tip.chain_work:
-                return VALID
-            tree = self.tree
-            if tip.chain_work > tree.last_precious_work:
-                # The chain has grown since the last call: start counting again.
-                tree.reverse_sequence_id = -1
-            tree.last_precious_work = tip.chain_work
-            tree.candidates.discard(index)
-            index.sequence_id = tree.reverse_sequence_id
-            if tree.reverse_sequence_id > -(1 << 31):
-                tree.reverse_sequence_id -= 1
-            if index.is_valid(BLOCK_VALID_TRANSACTIONS) and index.chain_tx:
-                tree.candidates.add(index)
-                tree.prune_candidates(tip)
-            return self.activate_best_chain()
+        return chain_actions.precious_block(self, block_hash)
 
     # -- flushing ------------------------------------------------------------------------------
 

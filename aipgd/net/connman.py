@@ -17,13 +17,14 @@ import socket
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aipgd.core.params import ChainParams
 from aipgd.errors import InitError
 from aipgd.log import log_print
 from aipgd.net.addrman import PEERS_FILENAME, AddrMan
-from aipgd.net.banman import BAN_REASON_NODE_MISBEHAVING, BANLIST_FILENAME, BanMan
+from aipgd.net.banman import BAN_REASON_MANUALLY_ADDED, BAN_REASON_NODE_MISBEHAVING, BANLIST_FILENAME, BanMan
+from aipgd.net.blocksync import BlockSync
 from aipgd.net.chainview import ChainView
 from aipgd.net.connman_config import ConnmanConfig
 from aipgd.net.eviction import EvictionCandidate, select_node_to_evict
@@ -31,6 +32,9 @@ from aipgd.net.messages import DecodeContext, Message, NetworkAddress
 from aipgd.net.netaddress import AddressError, NetAddr, Service, SubNet, split_host_port
 from aipgd.net.peer import ConnectionType, Peer
 from aipgd.net.processing import PeerLogic
+
+if TYPE_CHECKING:
+    from aipgd.chain.progress import ProgressReporter
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,7 +52,8 @@ class ConnectionManager:
     name = "network"
 
     def __init__(self, config: ConnmanConfig | Callable[[], ConnmanConfig], params: ChainParams, netdir: Path,
-                 chain: ChainView, loop: asyncio.AbstractEventLoop) -> None:
+                 chain: ChainView, loop: asyncio.AbstractEventLoop, *,
+                 progress: ProgressReporter | None = None) -> None:
         # A factory defers option errors to start(), where they fail start-up cleanly.
         self._config_source = config
         self.config = config if isinstance(config, ConnmanConfig) else ConnmanConfig()
@@ -58,7 +63,15 @@ class ConnectionManager:
         self.banman = BanMan(netdir / BANLIST_FILENAME, params.message_start)
         self.local_services = self.config.local_services
         self.user_agent = self.config.user_agent
+        self.chain = chain
         self.logic = PeerLogic(self, self.addrman, chain)
+        self._progress = progress
+        self.sync: BlockSync | None = None
+        # Core: fNetworkActive (setnetworkactive).
+        self.network_active = True
+        # -addnode entries plus those of the addnode RPC (Core: vAddedNodes).
+        self.added_nodes: list[str] = []
+        self._addnode_wakeup: asyncio.Event | None = None
         self.peers: dict[int, Peer] = {}
         self._next_id = 0
         self._servers: list[asyncio.base_events.Server] = []
@@ -81,6 +94,12 @@ class ConnectionManager:
             self.config = self._config_source()
             self.local_services = self.config.local_services
             self.user_agent = self.config.user_agent
+        self.added_nodes = list(self.config.addnode)
+        if hasattr(self.chain, "accept_headers"):
+            self.sync = BlockSync(self.chain, lambda: list(self.peers.values()),  # type: ignore[arg-type]
+                                  self.local_services, self.outbound_target_reached, self.loop,
+                                  timings=self.config.sync_timings, progress=self._progress)
+            self.logic.sync = self.sync
         self.banman.default_ban_time = self.config.ban_time
         self.banman.start()
         self.addrman.start()
@@ -90,6 +109,8 @@ class ConnectionManager:
         try:
             self._run(self._stop_async(), timeout=60.0)
         finally:
+            if self.sync is not None:
+                self.sync.stop()
             self.addrman.stop()
             self.banman.stop()
 
@@ -107,13 +128,15 @@ class ConnectionManager:
                     errors.append(exc)
             if not self._servers and errors:
                 raise errors[-1]
+        if self.sync is not None:
+            self.sync.start()
+        self._addnode_wakeup = asyncio.Event()
         self._spawn(self._maintenance_loop(), "net-maintenance")
         if cfg.connect_only:
             self._spawn(self._connect_loop(), "net-connect")
         else:
             self._spawn(self._outbound_loop(), "net-outbound")
-        if cfg.addnode:
-            self._spawn(self._addnode_loop(), "net-addnode")
+        self._spawn(self._addnode_loop(), "net-addnode")
 
     async def _bind(self, service: Service) -> None:
         try:
@@ -173,6 +196,8 @@ class ConnectionManager:
 
     def _on_close(self, peer: Peer) -> None:
         self.peers.pop(peer.id, None)
+        if self.sync is not None:
+            self.sync.on_disconnected(peer)
         self.total_bytes_recv += peer.stats.bytes_recv
         log_print(logger, "net", "peer=%d disconnected (%s)", peer.id, peer.disconnect_reason)
 
@@ -196,6 +221,50 @@ class ConnectionManager:
         logger.info("Banned %s until %d", subnet, self.banman.banned()[subnet].ban_until)
         for peer in list(self.peers.values()):
             if subnet.matches(peer.service.addr) and not peer.whitelisted:
+                peer.disconnect("banned")
+
+    # --- the network RPCs (call on the event loop) ------------------------------------------------------
+    def add_node(self, text: str, command: str) -> None:
+        """Core: addnode add|remove|onetry. Raises KeyError (not added) / ValueError (already added)."""
+        if command == "onetry":
+            async def once() -> None:
+                for service in (await self.resolve(text))[:1]:
+                    await self.open_connection(service, ConnectionType.MANUAL)
+            self._spawn(once(), "net-onetry")
+        elif command == "add":
+            if text in self.added_nodes:
+                raise ValueError(text)
+            self.added_nodes.append(text)
+            if self._addnode_wakeup is not None:
+                self._addnode_wakeup.set()
+        elif command == "remove":
+            if text not in self.added_nodes:
+                raise KeyError(text)
+            self.added_nodes.remove(text)
+
+    def find_peer(self, address: str | None = None, peer_id: int | None = None) -> Peer | None:
+        for peer in self.peers.values():
+            if peer_id is not None and peer.id == peer_id:
+                return peer
+            if address is not None and (str(peer.service) == address or peer.service.host == address):
+                return peer
+        return None
+
+    def set_network_active(self, active: bool) -> None:
+        """Core: CConnman::SetNetworkActive, off drops every connection and opens none."""
+        if self.network_active == active:
+            return
+        self.network_active = active
+        logger.info("SetNetworkActive: %s", str(active).lower())
+        if not active:
+            for peer in list(self.peers.values()):
+                peer.disconnect("network disabled")
+
+    def ban_subnet(self, subnet: SubNet, ban_time: int | None = None, absolute: bool = False) -> None:
+        """The setban RPC: ban and drop every peer inside `subnet` (whitelisted ones too, as Core)."""
+        self.banman.ban(subnet, BAN_REASON_MANUALLY_ADDED, ban_time, absolute)
+        for peer in list(self.peers.values()):
+            if subnet.matches(peer.service.addr):
                 peer.disconnect("banned")
 
     def _record_sent(self, n: int) -> None:
@@ -228,6 +297,10 @@ class ConnectionManager:
     # --- inbound ---------------------------------------------------------------------------------------
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peername = writer.get_extra_info("peername")
+        if not self.network_active:
+            log_print(logger, "net", "connection from %s dropped: not accepting new connections", peername)
+            writer.close()
+            return
         try:
             service = Service(NetAddr.parse(peername[0]), int(peername[1]))
         except (TypeError, ValueError, IndexError):
@@ -282,7 +355,7 @@ class ConnectionManager:
 
     async def open_connection(self, service: Service, conn_type: ConnectionType) -> Peer | None:
         """Core: OpenNetworkConnection + ConnectNode; the version message goes out at once."""
-        if self._stopping or self._connected_to(service):
+        if self._stopping or not self.network_active or self._connected_to(service):
             return None
         if conn_type is not ConnectionType.MANUAL and self.banman.is_banned(service.addr):
             return None
@@ -316,12 +389,16 @@ class ConnectionManager:
 
     async def _addnode_loop(self) -> None:
         """Core: ThreadOpenAddedConnections."""
+        wakeup = self._addnode_wakeup
+        assert wakeup is not None
         while True:
-            for text in self.config.addnode:
+            for text in list(self.added_nodes):
                 services = await self.resolve(text)
                 if services and not any(self._connected_to(s) for s in services):
                     await self.open_connection(services[0], ConnectionType.MANUAL)
-            await asyncio.sleep(ADDNODE_RETRY_INTERVAL)
+            wakeup.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), ADDNODE_RETRY_INTERVAL)
 
     def _reachable(self, addr: NetAddr) -> bool:
         return not self.config.onlynet or addr.reachable_network() in self.config.onlynet
@@ -385,7 +462,12 @@ class ConnectionManager:
             for peer in list(self.peers.values()):
                 self._check_timeouts(peer, now)
                 if not peer.closed:
+                    if peer.ping_requested:
+                        peer.ping_requested = False
+                        peer.stats.ping_start = 0.0
                     self.logic.maybe_send_ping(peer)
+            if self.sync is not None:
+                self.sync.maintenance()
             if time.monotonic() - last_dump > DUMP_INTERVAL:
                 last_dump = time.monotonic()
                 await self._in_thread(self.addrman.dump)

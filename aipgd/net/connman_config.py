@@ -23,6 +23,7 @@ from aipgd.net.peer import (
     PeerLimits,
 )
 from aipgd.net.protocol import LOCAL_SERVICES
+from aipgd.net.syncstate import BLOCK_STALLING_TIMEOUT, SyncTimings
 
 # Core: net.h / netbase.h defaults (AIPG Core raised outbound peers to 12).
 MAX_OUTBOUND_CONNECTIONS = 12
@@ -53,6 +54,7 @@ class ConnmanConfig:
     name_lookup: bool = DEFAULT_NAME_LOOKUP
     local_services: int = LOCAL_SERVICES
     user_agent: str = "/aipgd:0.1.0/"
+    sync_timings: SyncTimings = field(default_factory=SyncTimings)
 
 
 def _positive(args: ArgsManager, name: str, default: int, minimum: int = 1) -> int:
@@ -115,4 +117,6 @@ def connman_config(args: ArgsManager, params: ChainParams, user_agent: str) -> C
         ban_local_peers=args.get_bool("banlocalpeers", False),
         connect_timeout=max(timeout_ms, 1) / 1000, name_lookup=args.get_bool("dns", DEFAULT_NAME_LOOKUP),
         user_agent=user_agent,
+        sync_timings=SyncTimings(stalling_timeout=_positive(
+            args, "blockstallingtimeout", int(BLOCK_STALLING_TIMEOUT * 1000)) / 1000),
     )

@@ -21,6 +21,7 @@ from aipgd.log import log_print
 from aipgd.net.messages import DecodeContext, Message, command_of, decode_message
 from aipgd.net.netaddress import Service
 from aipgd.net.protocol import FrameDecoder, ProtocolError, frame
+from aipgd.net.syncstate import PeerSyncState
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ class Peer:
         self.fee_filter = 0
         self.wants_cmpct = False
         self.get_addr_sent = False
+        self.sync = PeerSyncState()
+        self.ping_requested = False  # the ping RPC: send one at the next maintenance tick
         self._reader = reader
         self._writer = writer
         self._decoder = FrameDecoder(magic)
@@ -183,6 +186,25 @@ class Peer:
         command = command_of(message)
         log_print(logger, "net", "sending %s (%d bytes) peer=%d", command, len(payload), self.id)
         self.send_raw(frame(self.magic, command, payload))
+
+    def send_payload(self, command: str, payload: bytes) -> None:
+        """Queue an already serialized payload (a block read from disk in the form asked for)."""
+        if self._closed.is_set():
+            return
+        log_print(logger, "net", "sending %s (%d bytes) peer=%d", command, len(payload), self.id)
+        self.send_raw(frame(self.magic, command, payload))
+
+    async def wait_send_drained(self) -> None:
+        """Wait until the send queue is back under -maxsendbuffer (or the peer is gone)."""
+        if self._send_drained.is_set() or self._closed.is_set():
+            return
+        closed = asyncio.ensure_future(self._closed.wait())
+        drained = asyncio.ensure_future(self._send_drained.wait())
+        try:
+            await asyncio.wait((closed, drained), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closed.cancel()
+            drained.cancel()
 
     def send_raw(self, data: bytes) -> None:
         if self._closed.is_set():

@@ -2,8 +2,8 @@
 
 Owns the handshake (version/verack, with Core's obsolete-version, unwanted-services and
 self-connection rules), pings, address gossip into AddrMan, and the misbehaviour scores Core gives
-for each offence. It must never touch sockets (Peer does) nor chain state (block and header sync go
-through ChainView in the next slice; until then inv/headers/getdata are bounded and logged only).
+for each offence. It must never touch sockets (Peer does) nor chain state: header and block sync
+messages go to aipgd.net.blocksync when the node has a chain (here they are only bounded and logged).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from aipgd.core.transaction import MAX_MONEY
 from aipgd.log import log_print
@@ -39,6 +39,9 @@ from aipgd.net.protocol import (
     SENDHEADERS_VERSION,
     SHORT_IDS_BLOCKS_VERSION,
 )
+
+if TYPE_CHECKING:
+    from aipgd.net.blocksync import BlockSync
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +72,8 @@ class PeerLogic:
         self.addrman = addrman
         self.chain = chain
         self.clock = clock
+        # Header and block sync, when the chain view supports it (not in unit tests of the handshake).
+        self.sync: BlockSync | None = None
 
     # --- outgoing --------------------------------------------------------------------------------------
     def push_version(self, peer: Peer) -> None:
@@ -108,6 +113,8 @@ class PeerLogic:
             return
         if not peer.successfully_connected:
             peer.misbehaving(1, f"{msg.command_of(message)} before verack")
+            return
+        if self.sync is not None and await self.sync.handle(peer, message):
             return
         handler = self._handlers.get(type(message))
         if handler is not None:
@@ -176,6 +183,8 @@ class PeerLogic:
         peer.successfully_connected = True
         logger.info("New %s peer connected: version: %d, blocks=%d, peer=%d", peer.conn_type.value,
                     peer.remote.version, peer.remote.start_height, peer.id)
+        if self.sync is not None:
+            self.sync.on_connected(peer)
 
     def _on_addr(self, peer: Peer, m: msg.Message) -> None:
         assert isinstance(m, msg.Addr)

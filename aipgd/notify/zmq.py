@@ -4,7 +4,7 @@
 Every message is three frames as Core sends them: the topic, the body, and the notifier's message
 sequence number (4 bytes, little-endian). hashblock/rawblock announce each new tip (not during
 initial block download, and not when the tip only moved back); hashtx/rawtx each transaction of a
-connected block (and, once a mempool exists, each transaction it accepts). Notifiers with the same
+connected block and each transaction the mempool accepts. Notifiers with the same
 address share one PUB socket. Sends happen on one thread, the only one that touches the sockets.
 """
 
@@ -99,6 +99,11 @@ class ZMQNotifier:
         for tx in block.vtx:
             self._publish("hashtx", tx.txid[::-1])
             self._publish("rawtx", tx.serialize())
+
+    def transaction_added(self, tx: Any) -> None:
+        """Core: TransactionAddedToMempool, each transaction the mempool accepts."""
+        self._publish("hashtx", tx.txid[::-1])
+        self._publish("rawtx", tx.serialize())
 
     def updated_block_tip(self, tip: Any, fork: Any) -> None:
         previous = self._last_tip

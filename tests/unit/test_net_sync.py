@@ -1,0 +1,251 @@
+"""Block download and announcement rules over a fake chain and fake peers (Core: FindNextBlocksToDownload,
+the stall timer, ProcessHeadersMessage's unconnecting-headers score, SendMessages' announcements)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from aipgd.chain.blockindex import BlockIndex
+from aipgd.chain.diskformat import BLOCK_HAVE_DATA, BLOCK_VALID_TRANSACTIONS
+from aipgd.core.block import BlockHeader
+from aipgd.net import messages as msg
+from aipgd.net.blocksync import BlockSync
+from aipgd.net.peer import ConnectionType
+from aipgd.net.protocol import MSG_BLOCK, NODE_NETWORK, NODE_WITNESS
+from aipgd.net.syncstate import (
+    BLOCK_DOWNLOAD_WINDOW,
+    MAX_BLOCKS_IN_TRANSIT_PER_PEER,
+    PeerSyncState,
+    SyncTimings,
+)
+
+BITS = 0x207FFFFF
+
+
+def _hash(height: int, branch: int = 0) -> bytes:
+    return height.to_bytes(4, "little") + bytes([branch]) * 28
+
+
+class FakeChain:
+    """A header chain whose first `active` blocks are the active chain."""
+
+    def __init__(self, length: int, active: int = 0, now: float = 1_000_000.0) -> None:
+        self.now = now
+        self.indexes: list[BlockIndex] = []
+        self.by_hash: dict[bytes, BlockIndex] = {}
+        prev: BlockIndex | None = None
+        for height in range(length + 1):
+            index = self.add(height, prev, time=int(now) - (length - height) * 60)
+            prev = index
+        self.active = active
+        for index in self.indexes[: active + 1]:
+            self.have(index)
+
+    def add(self, height: int, prev: BlockIndex | None, time: int, branch: int = 0) -> BlockIndex:
+        header = BlockHeader(0x30000000, prev.block_hash if prev else bytes(32), bytes(32), time, BITS)
+        index = BlockIndex(_hash(height, branch), header, prev, height)
+        index.status = 2  # BLOCK_VALID_TREE
+        if branch == 0:
+            self.indexes.append(index)
+        self.by_hash[index.block_hash] = index
+        return index
+
+    def have(self, index: BlockIndex, connected: bool = True) -> None:
+        index.status |= BLOCK_HAVE_DATA | BLOCK_VALID_TRANSACTIONS
+        index.tx_count = 1
+        if connected:
+            index.chain_tx = index.height + 1
+
+    # SyncChainView
+    def tip_height(self) -> int:
+        return self.active
+
+    def tip(self) -> BlockIndex:
+        return self.indexes[self.active]
+
+    def best_header(self) -> BlockIndex:
+        return self.indexes[-1]
+
+    def lookup(self, block_hash: bytes) -> BlockIndex | None:
+        return self.by_hash.get(block_hash)
+
+    def in_active_chain(self, index: BlockIndex) -> bool:
+        return index.height <= self.active and self.indexes[index.height] is index
+
+    def next_in_chain(self, index: BlockIndex) -> BlockIndex | None:
+        return self.indexes[index.height + 1] if self.in_active_chain(index) and index.height < self.active \
+            else None
+
+    def at_height(self, height: int) -> BlockIndex | None:
+        return self.indexes[height] if 0 <= height <= self.active else None
+
+    def locator(self, index: BlockIndex | None = None) -> list[bytes]:
+        return [(index or self.tip()).block_hash]
+
+    def initial_block_download(self) -> bool:
+        return False
+
+    def subscribe_tip(self, listener: Any) -> None:
+        pass
+
+    def unsubscribe_tip(self, listener: Any) -> None:
+        pass
+
+    pruned = False
+    target_spacing = 60
+
+
+class FakePeer:
+    def __init__(self, peer_id: int, inbound: bool = False) -> None:
+        self.id = peer_id
+        self.sync = PeerSyncState()
+        self.remote = SimpleNamespace(services=NODE_NETWORK | NODE_WITNESS, start_height=-1,
+                                      send_version=70028)
+        self.successfully_connected = True
+        self.closed = False
+        self.inbound = inbound
+        self.whitelisted = False
+        self.conn_type = ConnectionType.INBOUND if inbound else ConnectionType.OUTBOUND
+        self.prefers_headers = False
+        self.stats = SimpleNamespace(last_block_time=0.0)
+        self.sent: list[msg.Message] = []
+        self.misbehavior = 0
+        self.disconnect_reason: str | None = None
+
+    def send(self, m: msg.Message) -> None:
+        self.sent.append(m)
+
+    def disconnect(self, reason: str) -> None:
+        self.closed = True
+        self.disconnect_reason = reason
+
+    def misbehaving(self, howmuch: int, reason: str) -> None:
+        self.misbehavior += howmuch
+
+    def requested(self) -> list[int]:
+        heights = []
+        for m in self.sent:
+            if isinstance(m, msg.GetData):
+                heights += [int.from_bytes(i.hash[:4], "little") for i in m.items]
+        return heights
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def _sync(chain: FakeChain, peers: list[FakePeer], loop: asyncio.AbstractEventLoop,
+          stalling: float = 2.0) -> BlockSync:
+    sync = BlockSync(chain, lambda: [p for p in peers if not p.closed], NODE_NETWORK | NODE_WITNESS,  # type: ignore[arg-type]
+                     lambda historical: False, loop, timings=SyncTimings(stalling_timeout=stalling),
+                     clock=lambda: chain.now)
+    for peer in peers:
+        peer.sync.best_known_block = chain.best_header()
+        peer.sync.preferred_download = True
+        sync.preferred_download += 1
+    return sync
+
+
+def test_blocks_are_spread_over_peers_16_at_a_time(loop: asyncio.AbstractEventLoop) -> None:
+    chain = FakeChain(100)
+    peers = [FakePeer(0), FakePeer(1)]
+    sync = _sync(chain, peers, loop)
+    for peer in peers:
+        sync._request_blocks(peer)  # type: ignore[arg-type]
+    assert peers[0].requested() == list(range(1, 17))
+    assert peers[1].requested() == list(range(17, 33))
+    assert len(sync.in_flight) == 2 * MAX_BLOCKS_IN_TRANSIT_PER_PEER
+    # Asking again while full changes nothing.
+    sync._request_blocks(peers[0])  # type: ignore[arg-type]
+    assert len(peers[0].requested()) == MAX_BLOCKS_IN_TRANSIT_PER_PEER
+
+
+def test_a_peer_holding_up_the_window_is_dropped_and_its_blocks_reassigned(
+        loop: asyncio.AbstractEventLoop) -> None:
+    chain = FakeChain(BLOCK_DOWNLOAD_WINDOW + 100)
+    slow, fast = FakePeer(0), FakePeer(1)
+    sync = _sync(chain, [slow, fast], loop, stalling=2.0)
+    sync._request_blocks(slow)  # type: ignore[arg-type]
+    assert slow.requested() == list(range(1, 17))
+    # Everything else in the window arrived (from elsewhere) but cannot connect without 1..16.
+    for index in chain.indexes[17:BLOCK_DOWNLOAD_WINDOW + 1]:
+        chain.have(index, connected=False)
+    sync._request_blocks(fast)  # type: ignore[arg-type]
+    assert fast.requested() == []
+    assert slow.sync.stalling_since == chain.now
+    sync.tick(slow)  # type: ignore[arg-type]
+    assert not slow.closed
+    chain.now += 2.5
+    sync.tick(slow)  # type: ignore[arg-type]
+    assert slow.closed and slow.disconnect_reason == "stalling block download"
+    sync.on_disconnected(slow)  # type: ignore[arg-type]
+    assert fast.requested() == list(range(1, 17))
+    assert all(owner == fast.id for owner in sync.in_flight.values())
+
+
+def test_a_block_arriving_clears_the_stall_timer(loop: asyncio.AbstractEventLoop) -> None:
+    chain = FakeChain(20)
+    peer = FakePeer(0)
+    sync = _sync(chain, [peer], loop)
+    sync._request_blocks(peer)  # type: ignore[arg-type]
+    peer.sync.stalling_since = chain.now
+    sync._mark_received(peer, chain.indexes[1].block_hash)  # type: ignore[arg-type]
+    assert peer.sync.stalling_since == 0.0
+    assert chain.indexes[1].block_hash not in sync.in_flight
+
+
+def test_unconnecting_headers_cost_20_every_tenth_time(loop: asyncio.AbstractEventLoop) -> None:
+    chain = FakeChain(5, active=5)
+    peer = FakePeer(0)
+    sync = _sync(chain, [peer], loop)
+    orphan = BlockHeader(0x30000000, b"\x99" * 32, bytes(32), int(chain.now), BITS)
+    for _ in range(9):
+        loop.run_until_complete(sync.on_headers(peer, msg.Headers((orphan,))))  # type: ignore[arg-type]
+    assert peer.misbehavior == 0
+    assert sum(isinstance(m, msg.GetHeaders) for m in peer.sent) == 9
+    loop.run_until_complete(sync.on_headers(peer, msg.Headers((orphan,))))  # type: ignore[arg-type]
+    assert peer.misbehavior == 20
+
+
+def test_non_continuous_headers_cost_20_without_any_check(loop: asyncio.AbstractEventLoop) -> None:
+    chain = FakeChain(5, active=5)
+    peer = FakePeer(0)
+    sync = _sync(chain, [peer], loop)
+    tip = chain.tip()
+    first = BlockHeader(0x30000000, tip.block_hash, bytes(32), int(chain.now), BITS)
+    stray = BlockHeader(0x30000000, tip.block_hash, b"\x01" * 32, int(chain.now), BITS)
+    loop.run_until_complete(sync.on_headers(peer, msg.Headers((first, stray))))  # type: ignore[arg-type]
+    assert peer.misbehavior == 20
+    assert sync.stats.header_pow_checks == 0
+
+
+def test_new_blocks_are_announced_by_headers_or_inv(loop: asyncio.AbstractEventLoop) -> None:
+    chain = FakeChain(12, active=10)
+    by_headers, by_inv = FakePeer(0, inbound=True), FakePeer(1, inbound=True)
+    by_headers.prefers_headers = True
+    sync = _sync(chain, [by_headers, by_inv], loop)
+    for peer in (by_headers, by_inv):
+        peer.sync.best_known_block = chain.indexes[10]
+    sync.server._announced_tip = chain.indexes[10]
+    chain.have(chain.indexes[11])
+    chain.have(chain.indexes[12])
+    chain.active = 12
+    sync.server.new_tip(chain.indexes[12], False)
+    headers = [m for m in by_headers.sent if isinstance(m, msg.Headers)]
+    assert len(headers) == 1
+    assert [h.prev_hash for h in headers[0].headers] == [chain.indexes[10].block_hash,
+                                                         chain.indexes[11].block_hash]
+    assert by_headers.sync.best_header_sent is chain.indexes[12]
+    invs = [m for m in by_inv.sent if isinstance(m, msg.Inv)]
+    assert invs == [msg.Inv((msg.Inventory(MSG_BLOCK, chain.indexes[12].block_hash),))]
+    # A peer that already has the block hears nothing more.
+    sync.server.new_tip(chain.indexes[12], False)
+    assert len([m for m in by_headers.sent if isinstance(m, msg.Headers)]) == 1
