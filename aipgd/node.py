@@ -125,7 +125,7 @@ class Node:
             self.connman = ConnectionManager(
                 lambda: connman_config(config.args, params, f"/aipgd:{version_string().lstrip('v')}/"),
                 params, netdir, ChainStateChainView(self.chainstate), loop,
-                progress=ProgressReporter(console))
+                progress=ProgressReporter(console), mempool=self.mempool)
             if self.rpc_server is not None:
                 from rpc.network import NetworkView
 

@@ -306,11 +306,12 @@ TESTMEMPOOLACCEPT_HELP = (
 )
 
 METHODS = (
-    Method("getmempoolinfo", "blockchain", _getmempoolinfo, (), GETMEMPOOLINFO_HELP),
+    # Offloaded: the pool's lock may be held by an acceptance that is checking scripts.
+    Method("getmempoolinfo", "blockchain", _getmempoolinfo, (), GETMEMPOOLINFO_HELP, offload=True),
     Method("getrawmempool", "blockchain", _getrawmempool, (Param("verbose", Kind.ANY, required=False),),
            GETRAWMEMPOOL_HELP, offload=True),
     Method("getmempoolentry", "blockchain", _getmempoolentry, (Param("txid", Kind.STR),),
-           GETMEMPOOLENTRY_HELP),
+           GETMEMPOOLENTRY_HELP, offload=True),
     Method("getmempoolancestors", "blockchain", _getmempoolancestors,
            (Param("txid", Kind.STR), Param("verbose", Kind.ANY, required=False)), GETMEMPOOLANCESTORS_HELP,
            offload=True),

@@ -114,8 +114,8 @@ def _peer_json(connman: Any, peer: Any, now: float) -> dict[str, Any]:
             "synced_blocks": st.last_common_block.height if st.last_common_block is not None else -1,
             "inflight": in_flight,
             "whitelisted": peer.whitelisted,
-            "bytessent_per_msg": {},
-            "bytesrecv_per_msg": {},
+            "bytessent_per_msg": dict(sorted(stats.bytes_sent_per_msg.items())),
+            "bytesrecv_per_msg": dict(sorted(stats.bytes_recv_per_msg.items())),
         }
     )
     return entry

@@ -279,7 +279,9 @@ def accept_to_mempool(mgr: MempoolManager, tx: Transaction, *, bypass_limits: bo
         pool.remove_set_with_descendants(all_conflicting, RemovalReason.REPLACED)
         ancestors = pool.calculate_ancestors(vsize, pool.in_pool_parents(tx), opts.limits)
     pool.add_unchecked(entry, ancestors)
-    mgr.tx_added(entry, valid_for_estimate=not bypass_limits and not conflicts)
+    # Core: validForFeeEstimation, only plain, current transactions with no unconfirmed parents.
+    mgr.tx_added(entry, valid_for_estimate=not bypass_limits and not conflicts and not entry.parents
+                 and mgr.current_for_fee_estimation())
     if not bypass_limits:
         mgr.limit_size()
         if txid not in pool.entries:

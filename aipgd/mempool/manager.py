@@ -61,6 +61,9 @@ class MempoolManager:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
+        import os
+        if os.environ.get("AB_NO_MEMPOOL"):
+            return
         self.chainstate.signals.subscribe(self)
         if self.datadir is not None:
             self.estimator.load(self.datadir / FEE_ESTIMATES_FILENAME)
@@ -141,6 +144,21 @@ class MempoolManager:
     def tx_added(self, entry: MempoolEntry, valid_for_estimate: bool) -> None:
         self.estimator.process_transaction(entry, self.chainstate.tip.height if self.chainstate.tip else 0,
                                            valid_for_estimate)
+
+    def current_for_fee_estimation(self) -> bool:
+        """Core: IsCurrentForFeeEstimation, out of initial download and with a recent tip."""
+        chain = self.chainstate
+        tip = chain.tip
+        if tip is None:
+            return False
+        now = self.clock()
+        if chain.signals.initial_block_download(tip, self.params, now):
+            return False
+        best = chain.best_header
+        if best is not None and tip.height < best.height - 1:
+            return False
+        # Core: MAX_FEE_ESTIMATION_TIP_AGE, 3 hours.
+        return tip.time >= now - 3 * 60 * 60
 
     def _entry_removed(self, entry: MempoolEntry, reason: RemovalReason) -> None:
         if reason is not RemovalReason.BLOCK:

@@ -9,6 +9,7 @@ in accept.py. Callers hold `lock` for compound operations; single calls take it 
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -119,6 +120,8 @@ class Mempool:
         self.spenders: dict[OutPoint, bytes] = {}
         # Core: mapDeltas, kept for transactions not (yet) in the pool too.
         self.deltas: dict[bytes, int] = {}
+        # (accept time, txid) of every entry added, oldest first; stale pairs are skipped (expiry).
+        self._by_time: list[tuple[int, bytes]] = []
         self.total_size = 0  # virtual bytes (Core: totalTxSize)
         self.usage = 0
         self.sequence = 0  # bumped on every change (Core: nTransactionsUpdated)
@@ -228,6 +231,7 @@ class Mempool:
                     ancestors.add(parent)
                     ancestors |= self.ancestors(parent)
             self.entries[txid] = entry
+            heapq.heappush(self._by_time, (entry.time, txid))
             self.by_wtxid[entry.tx.wtxid] = txid
             for txin in entry.tx.vin:
                 self.spenders[txin.prevout] = txid
@@ -383,7 +387,16 @@ class Mempool:
     def expire(self, cutoff: int) -> int:
         """Core: Expire, drop entries accepted before `cutoff` with their descendants."""
         with self.lock:
-            old = [txid for txid, e in self.entries.items() if e.time < cutoff]
+            old = []
+            heap = self._by_time
+            while heap and heap[0][0] < cutoff:
+                accepted, txid = heapq.heappop(heap)
+                entry = self.entries.get(txid)
+                if entry is not None and entry.time == accepted:
+                    old.append(txid)
+            if len(heap) > 2 * len(self.entries) + 64:
+                self._by_time = [(e.time, t) for t, e in self.entries.items()]
+                heapq.heapify(self._by_time)
             before = len(self.entries)
             self.remove_set_with_descendants(old, RemovalReason.EXPIRY)
             return before - len(self.entries)
@@ -393,6 +406,7 @@ class Mempool:
             self.entries.clear()
             self.by_wtxid.clear()
             self.spenders.clear()
+            self._by_time.clear()
             self.total_size = 0
             self.usage = 0
             self.sequence += 1

@@ -8,6 +8,7 @@ block (assembler.py does) nor change the pool.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,7 @@ class _Modified:
     size: int
     fees: int
     sigops: int
+    version: int = 0
 
     def rate_key(self) -> tuple[float, bytes]:
         return (-(self.fees / self.size), self.entry.txid)
@@ -63,6 +65,9 @@ def select_block_transactions(mempool: Any, tip: Any, params: ChainParams,
         in_block: set[bytes] = set()
         failed: set[bytes] = set()
         modified: dict[bytes, _Modified] = {}
+        # Best modified package first; entries are re-pushed when they change (stale ones skipped).
+        mod_heap: list[tuple[tuple[float, bytes], int, bytes]] = []
+        pushes = 0
         chosen: list[Transaction] = []
         weight = COINBASE_RESERVED_WEIGHT
         sigops = COINBASE_RESERVED_SIGOPS
@@ -70,12 +75,15 @@ def select_block_transactions(mempool: Any, tip: Any, params: ChainParams,
         consecutive_failed = 0
         order = sorted(entries.values(), key=_entry_key)
         i = 0
-        while i < len(order) or modified:
+        while True:
             # Skip entries already handled or tracked with modified aggregates (Core: SkipMapTxEntry).
             while i < len(order) and (order[i].txid in in_block or order[i].txid in failed
                                       or order[i].txid in modified):
                 i += 1
-            best_mod = min(modified.values(), key=_Modified.rate_key) if modified else None
+            while mod_heap and (mod_heap[0][2] not in modified
+                                or modified[mod_heap[0][2]].version != mod_heap[0][1]):
+                heapq.heappop(mod_heap)
+            best_mod = modified[mod_heap[0][2]] if mod_heap else None
             use_modified = False
             if i < len(order):
                 entry = order[i]
@@ -138,4 +146,7 @@ def select_block_transactions(mempool: Any, tip: Any, params: ChainParams,
                     mod.size -= e.vsize
                     mod.fees -= e.modified_fee
                     mod.sigops -= e.sigop_cost
+                    pushes += 1
+                    mod.version = pushes
+                    heapq.heappush(mod_heap, (mod.rate_key(), pushes, d))
         return chosen, total_fees

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from aipgd.chain.blockindex import BlockIndex
     from aipgd.net.chainview import SyncChainView
     from aipgd.net.peer import Peer
+    from aipgd.net.txrelay import TxRelay
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class BlockServer:
         self.loop = loop
         self._announced_tip: BlockIndex | None = chain.tip()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.tx_relay: TxRelay | None = None
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await self.loop.run_in_executor(None, fn, *args)
@@ -124,8 +126,8 @@ class BlockServer:
                 await peer.wait_send_drained()
                 if not await self._serve_block(peer, item):
                     not_found.append(item)
-            elif kind == MSG_TX:
-                not_found.append(item)  # no mempool to serve from (yet)
+            elif kind == MSG_TX and (self.tx_relay is None or not self.tx_relay.serve(peer, item)):
+                not_found.append(item)
         if not_found and not peer.closed:
             peer.send(msg.NotFound(tuple(not_found)))
 

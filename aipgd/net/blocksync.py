@@ -29,6 +29,7 @@ from aipgd.net.protocol import (
     MAX_HEADERS_RESULTS,
     MAX_INV_SZ,
     MSG_BLOCK,
+    MSG_TX,
     MSG_TYPE_MASK,
     MSG_WITNESS_BLOCK,
     NODE_NETWORK,
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from aipgd.core.transaction import Transaction
     from aipgd.net.chainview import HeadersResult, SyncChainView
     from aipgd.net.peer import Peer
+    from aipgd.net.txrelay import TxRelay
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +98,8 @@ class BlockSync:
         self.mempool_txs = mempool_txs
         # Peers asked to announce new blocks with cmpctblock, oldest first.
         self._high_bandwidth: list[int] = []
+        # Transaction relay, when the node has a mempool (set by the ConnectionManager).
+        self.tx_relay: TxRelay | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -115,6 +119,8 @@ class BlockSync:
 
     def _on_tip(self, tip: BlockIndex, initial_download: bool) -> None:
         self.server.new_tip(tip, initial_download)
+        if self.tx_relay is not None:
+            self.tx_relay.recent_rejects.clear()  # Core: recentRejects resets whenever the tip moves
         self._progress.report(tip, self.chain.best_header(), len(self.in_flight))
 
     async def _call(self, fn: Callable[..., Any], *args: Any) -> Any:
@@ -148,6 +154,8 @@ class BlockSync:
             if self.in_flight.get(block_hash) == peer.id:
                 del self.in_flight[block_hash]
         st.in_flight.clear()
+        if self.tx_relay is not None:
+            self.tx_relay.on_disconnected(peer)
         # Someone else may pick the blocks up now.
         for other in self._peers():
             if other is not peer and not other.closed:
@@ -177,9 +185,14 @@ class BlockSync:
             await server.on_getblocktxn(peer, m)
         elif isinstance(m, msg.BlockTxn):
             await self.on_blocktxn(peer, m)
+        elif isinstance(m, msg.TxMessage):
+            if self.tx_relay is not None:
+                await self.tx_relay.on_tx(peer, m.tx)
         elif isinstance(m, msg.SendCmpct):
             if m.version in (1, 2):
                 peer.sync.cmpct_version = max(peer.sync.cmpct_version, m.version)
+            if m.version == 2:
+                # Core: only the version we use (2, with witnesses) sets the announcement mode.
                 peer.sync.cmpct_high_bandwidth = m.announce
             return False  # PeerLogic records it too
         else:
@@ -304,9 +317,12 @@ class BlockSync:
         if len(m.items) > MAX_INV_SZ:
             peer.misbehaving(20, f"message inv size() = {len(m.items)}")
             return
+        txids = [i.hash for i in m.items if i.type & MSG_TYPE_MASK == MSG_TX]
+        if txids and self.tx_relay is not None:
+            self.tx_relay.on_tx_inv(peer, txids)
         for item in m.items:
             if item.type & MSG_TYPE_MASK != MSG_BLOCK:
-                continue  # transaction relay comes with the mempool
+                continue
             self._update_block_availability(peer, item.hash)
             if self.chain.lookup(item.hash) is None and item.hash not in self.in_flight:
                 # Core: headers first; the block is fetched once its header connects.
@@ -566,7 +582,13 @@ class BlockSync:
     def maintenance(self) -> None:
         """Once a second: every peer's tick, and the IBD rate line."""
         for peer in list(self._peers()):
-            self.tick(peer)
+            try:
+                self.tick(peer)
+                if self.tx_relay is not None and not peer.closed:
+                    self.tx_relay.trickle(peer)
+            except Exception:
+                logger.exception("sync timer failed for peer=%d", peer.id)
+                peer.disconnect("internal error in the sync timer")
         tip = self.chain.tip()
         if tip is not None:
             self._progress.report(tip, self.chain.best_header(), len(self.in_flight))

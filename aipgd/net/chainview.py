@@ -96,7 +96,8 @@ class StaticChainView:
 
 class ChainStateChainView:
     """SyncChainView over ChainState. Reads of the index and the active chain are single lookups in
-    structures that ChainState changes under its lock; the multi-step ones take the lock."""
+    structures that ChainState changes under its lock; the multi-step walks that run in the executor
+    (find_fork, headers_after) take the lock, those on the event loop never do."""
 
     def __init__(self, chainstate: ChainState, clock: Callable[[], float] = time.time) -> None:
         self._chainstate = chainstate
@@ -129,8 +130,9 @@ class ChainStateChainView:
         return self._chainstate.chain[height]
 
     def locator(self, index: BlockIndex | None = None) -> list[bytes]:
-        with self._chainstate.lock:
-            return self._chainstate.chain.locator(index)
+        # Lock-free, as it runs on the event loop: a reorg in between only makes the locator
+        # less precise (the peer answers from an older fork point), never wrong.
+        return self._chainstate.chain.locator(index)
 
     def find_fork(self, locator: Sequence[bytes]) -> BlockIndex | None:
         """Core: FindForkInGlobalIndex, the first locator entry on our active chain (else genesis)."""

@@ -32,6 +32,7 @@ from aipgd.net.messages import DecodeContext, Message, NetworkAddress
 from aipgd.net.netaddress import AddressError, NetAddr, Service, SubNet, split_host_port
 from aipgd.net.peer import ConnectionType, Peer
 from aipgd.net.processing import PeerLogic
+from aipgd.net.txrelay import TxRelay
 
 if TYPE_CHECKING:
     from aipgd.chain.progress import ProgressReporter
@@ -53,7 +54,7 @@ class ConnectionManager:
 
     def __init__(self, config: ConnmanConfig | Callable[[], ConnmanConfig], params: ChainParams, netdir: Path,
                  chain: ChainView, loop: asyncio.AbstractEventLoop, *,
-                 progress: ProgressReporter | None = None) -> None:
+                 progress: ProgressReporter | None = None, mempool: Any = None) -> None:
         # A factory defers option errors to start(), where they fail start-up cleanly.
         self._config_source = config
         self.config = config if isinstance(config, ConnmanConfig) else ConnmanConfig()
@@ -66,6 +67,7 @@ class ConnectionManager:
         self.chain = chain
         self.logic = PeerLogic(self, self.addrman, chain)
         self._progress = progress
+        self._mempool = mempool
         self.sync: BlockSync | None = None
         # Core: fNetworkActive (setnetworkactive).
         self.network_active = True
@@ -100,6 +102,11 @@ class ConnectionManager:
                                   self.local_services, self.outbound_target_reached, self.loop,
                                   timings=self.config.sync_timings, progress=self._progress)
             self.logic.sync = self.sync
+            if self._mempool is not None:
+                self.sync.tx_relay = TxRelay(self._mempool, lambda: list(self.peers.values()), self.loop,
+                                             self.sync.chain.initial_block_download)
+                self.sync.server.tx_relay = self.sync.tx_relay
+                self.sync.mempool_txs = self._mempool_transactions
         self.banman.default_ban_time = self.config.ban_time
         self.banman.start()
         self.addrman.start()
@@ -110,6 +117,8 @@ class ConnectionManager:
             self._run(self._stop_async(), timeout=60.0)
         finally:
             if self.sync is not None:
+                if self.sync.tx_relay is not None:
+                    self.sync.tx_relay.stop()
                 self.sync.stop()
             self.addrman.stop()
             self.banman.stop()
@@ -130,6 +139,8 @@ class ConnectionManager:
                 raise errors[-1]
         if self.sync is not None:
             self.sync.start()
+            if self.sync.tx_relay is not None:
+                self.sync.tx_relay.start()
         self._addnode_wakeup = asyncio.Event()
         self._spawn(self._maintenance_loop(), "net-maintenance")
         if cfg.connect_only:
@@ -167,6 +178,12 @@ class ConnectionManager:
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         self._tasks.append(asyncio.create_task(coro, name=name))
 
+    def _mempool_transactions(self) -> list[Any]:
+        """The pool's transactions, for rebuilding compact blocks."""
+        pool = self._mempool.pool
+        with pool.lock:
+            return [tx for tx in (pool.get_tx(t) for t in pool.txids()) if tx is not None]
+
     # --- hooks for PeerLogic ---------------------------------------------------------------------------
     def is_own_nonce(self, nonce: int) -> bool:
         """Core: CheckIncomingNonce, our own outbound version coming back to us."""
@@ -192,7 +209,12 @@ class ConnectionManager:
         return peer
 
     async def _on_message(self, peer: Peer, message: Message) -> None:
-        await self.logic.handle(peer, message)
+        try:
+            await self.logic.handle(peer, message)
+        except Exception:
+            # A bug must cost this connection, never the peer's reader task silently (nor the node).
+            logger.exception("error handling %s from peer=%d", message.command or "message", peer.id)
+            peer.disconnect("internal error handling a message")
 
     def _on_close(self, peer: Peer) -> None:
         self.peers.pop(peer.id, None)
@@ -467,7 +489,10 @@ class ConnectionManager:
                         peer.stats.ping_start = 0.0
                     self.logic.maybe_send_ping(peer)
             if self.sync is not None:
-                self.sync.maintenance()
+                try:
+                    self.sync.maintenance()
+                except Exception:
+                    logger.exception("block sync maintenance failed")
             if time.monotonic() - last_dump > DUMP_INTERVAL:
                 last_dump = time.monotonic()
                 await self._in_thread(self.addrman.dump)

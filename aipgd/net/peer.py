@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from aipgd.log import log_print
-from aipgd.net.messages import DecodeContext, Message, command_of, decode_message
+from aipgd.net.messages import MESSAGE_TYPES, DecodeContext, Message, command_of, decode_message
 from aipgd.net.netaddress import Service
-from aipgd.net.protocol import FrameDecoder, ProtocolError, frame
+from aipgd.net.protocol import HEADER_SIZE, FrameDecoder, ProtocolError, frame
 from aipgd.net.syncstate import PeerSyncState
 
 logger = logging.getLogger(__name__)
@@ -82,6 +82,9 @@ class PeerStats:
     min_ping_time: float = float("inf")
     last_block_time: float = 0.0
     last_tx_time: float = 0.0
+    # Core: mapSendBytesPerMsgCmd / mapRecvBytesPerMsgCmd (getpeerinfo), header bytes included.
+    bytes_sent_per_msg: dict[str, int] = field(default_factory=dict)
+    bytes_recv_per_msg: dict[str, int] = field(default_factory=dict)
 
 
 MessageHandler = Callable[["Peer", Message], Awaitable[None]]
@@ -184,14 +187,15 @@ class Peer:
             return
         payload = message.serialize()
         command = command_of(message)
-        log_print(logger, "net", "sending %s (%d bytes) peer=%d", command, len(payload), self.id)
-        self.send_raw(frame(self.magic, command, payload))
+        self.send_payload(command, payload)
 
     def send_payload(self, command: str, payload: bytes) -> None:
         """Queue an already serialized payload (a block read from disk in the form asked for)."""
         if self._closed.is_set():
             return
         log_print(logger, "net", "sending %s (%d bytes) peer=%d", command, len(payload), self.id)
+        per_msg = self.stats.bytes_sent_per_msg
+        per_msg[command] = per_msg.get(command, 0) + len(payload) + HEADER_SIZE
         self.send_raw(frame(self.magic, command, payload))
 
     async def wait_send_drained(self) -> None:
@@ -258,6 +262,9 @@ class Peer:
                         return
                     log_print(logger, "net", "received: %s (%d bytes) peer=%d",
                               command, len(payload), self.id)
+                    per_msg = self.stats.bytes_recv_per_msg
+                    key = command if command in MESSAGE_TYPES else "*other*"
+                    per_msg[key] = per_msg.get(key, 0) + len(payload) + HEADER_SIZE
                     try:
                         message = decode_message(command, payload, self._ctx)
                     except ProtocolError as exc:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from decimal import Decimal
 
 import pytest
 from framework import TestNode
@@ -13,6 +14,8 @@ from framework.p2p import REGTEST, RawPeer
 from framework.util import wait_until
 
 from aipgd.core.block import BlockHeader
+from aipgd.core.transaction import COIN, OutPoint, Transaction, TxIn, TxOut
+from aipgd.core.uint256 import hex_to_hash
 from aipgd.net import messages as msg
 
 NET = ["-debug=net", "-blockstallingtimeout=1000"]
@@ -79,12 +82,15 @@ def test_a_node_restarted_mid_download_resumes(make_node: Callable[..., TestNode
     b = make_node("b", extra_args=[*NET, f"-connect={a.p2p_address}"])
     b.start()
     wait_until(lambda: b.rpc().getblockcount() >= 20, what="b to be downloading")
+    # Cut b off mid-download (so that where it stands is known), then kill -9 it.
+    b.rpc().setnetworkactive(False)
+    height = b.rpc().getblockcount()
+    assert 20 <= height < 150
     b.kill()
     b.start()
-    height = b.rpc().getblockcount()
-    assert height < 150
     sync_blocks([a, b])
     assert b.rpc().getblockcount() == 150
+    assert "Requesting block" in b.log_since_start()
     for node in (b, a):
         assert node.stop() == 0
 
@@ -115,3 +121,50 @@ def test_fake_headers_flood_is_banned_after_one_pow_check(node: TestNode) -> Non
     assert "BAN THRESHOLD EXCEEDED" in node.log_since_start()
     assert node.rpc().listbanned()[0]["address"] == "127.0.0.9/32"
     assert node.stop() == 0
+
+
+def _spend(txid: bytes, value: int, fee: int = 1_000_000) -> Transaction:
+    """Spends output 0 (regtest's generate pays OP_TRUE, so an empty scriptSig does)."""
+    return Transaction(2, (TxIn(OutPoint(txid, 0), b"", 0xFFFFFFFF),), (TxOut(value - fee, b"\x51"),), 0)
+
+
+@pytest.mark.timeout(180)
+def test_transactions_relay_orphans_wait_for_parents_and_fill_compact_blocks(
+        make_node: Callable[..., TestNode]) -> None:
+    a = make_node("a", extra_args=NET)
+    a.start()
+    ra = a.rpc()
+    hashes = mine(a, 102)
+    b = make_node("b", extra_args=[*NET, "-debug=mempool", f"-connect={a.p2p_address}", "-listen=1"])
+    b.start()
+    rb = b.rpc()
+    sync_blocks([a, b])
+    coinbases = [hex_to_hash(ra.getblock(h)["tx"][0]) for h in hashes[:2]]
+    value = int(Decimal(str(ra.gettxout(coinbases[0][::-1].hex(), 0)["value"])) * COIN)
+
+    # a's transaction reaches b by inv / getdata / tx.
+    tx = _spend(coinbases[0], value)
+    assert ra.sendrawtransaction(tx.serialize().hex()) == tx.txid_hex
+    wait_until(lambda: rb.getrawmempool() == [tx.txid_hex], what="the transaction at b")
+
+    # A child before its parent waits in b's orphan pool; b asks the sender for the parent.
+    parent = _spend(coinbases[1], value)
+    child = _spend(parent.txid, value - 1_000_000)
+    peer = RawPeer(b.p2p_port, "127.0.0.10")
+    peer.handshake()
+    peer.send(msg.TxMessage(child))
+    peer.wait_for("getdata")
+    b.wait_for_log(rf"stored orphan tx {child.txid_hex}")
+    peer.send(msg.TxMessage(parent))
+    wait_until(lambda: len(rb.getrawmempool()) == 3, what="parent and child at b")
+    peer.close()
+    wait_until(lambda: len(ra.getrawmempool()) == 3, what="b relaying them on to a")
+
+    # The next block carries all three: b rebuilds it from its mempool with no round trip.
+    block = mine(a, 1)[0]
+    sync_blocks([a, b])
+    b.wait_for_log(rf"Successfully reconstructed block {block} with 1 txn prefilled, 3 txn from mempool "
+                   r"and 0 txn requested")
+    assert rb.getrawmempool() == []
+    for node in (b, a):
+        assert node.stop() == 0

@@ -83,7 +83,7 @@ def test_full_disk_while_writing_block_files(tmp_path: Path, monkeypatch: pytest
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr("aipgd.chain.blockstore.os.pwrite", no_space)
-    with pytest.raises(BlockFileError, match="Disk space is low! Could not write .*blk00000.dat"):
+    with pytest.raises(BlockFileError, match=r"Disk space is low! Could not write .*blk00000\.dat"):
         cs.process_new_block(blocks[20])
     assert len(errors) == 1 and "Disk space is low" in errors[0]
     monkeypatch.undo()
@@ -105,8 +105,8 @@ def test_full_disk_while_writing_the_chainstate(tmp_path: Path, params: ChainPar
     submit_all(cs, blocks[:25])
     leveldb = stack.coins._db
     leveldb._db = _FullDisk(leveldb.db)  # type: ignore[assignment]
-    with pytest.raises(DatabaseError, match="could not write to chainstate database .*No space left on device. "
-                                            "Check free disk space"):
+    with pytest.raises(DatabaseError, match=r"could not write to chainstate database .*No space left on "
+                                            r"device\. Check free disk space"):
         cs.flush()
     assert len(errors) == 1
     leveldb._db = leveldb._db._db  # type: ignore[union-attr]

@@ -240,7 +240,8 @@ def test_damaged_block_files_stop_start_up_with_the_repair(tmp_path: Path, param
         stack.close()
 
 
-def test_bad_undo_checksum_names_the_repair(tmp_path: Path, params: ChainParams, contexts: kawpow.ContextCache,
+def test_bad_undo_checksum_names_the_repair(tmp_path: Path, params: ChainParams,
+                                            contexts: kawpow.ContextCache,
                                             reference: tuple[Path, UtxoStats]) -> None:
     netdir = tmp_path / "regtest"
     shutil.copytree(reference[0], netdir)
@@ -249,7 +250,7 @@ def test_bad_undo_checksum_names_the_repair(tmp_path: Path, params: ChainParams,
     data[-3] ^= 0x55  # the checksum of the tip's undo record
     rev.write_bytes(bytes(data))
     stack = Stack(netdir, params, contexts)
-    with pytest.raises(DatabaseError, match="bad undo data.*Restart with -reindex"):
+    with pytest.raises(DatabaseError, match=r"bad undo data.*Restart with -reindex"):
         stack.open()
     stack.crash()
 

@@ -106,9 +106,8 @@ def test_manual_prune_needs_prune_mode(tmp_path: Path, params: ChainParams, cont
                                        unpruned: tuple[Path, UtxoStats]) -> None:
     netdir = tmp_path / "regtest"
     shutil.copytree(unpruned[0], netdir)
-    with open_chain(netdir, params, contexts) as cs:
-        with pytest.raises(PruneError, match="not in prune mode"):
-            cs.prune_block_files(10)
+    with open_chain(netdir, params, contexts) as cs, pytest.raises(PruneError, match="not in prune mode"):
+        cs.prune_block_files(10)
 
 
 def test_automatic_prune_stays_near_the_target(tmp_path: Path, params: ChainParams,

@@ -192,10 +192,16 @@ def test_ancestor_limits(chain: ChainState, netdir: Path, clock: Clock, base: li
 def test_replace_by_fee(chain: ChainState, netdir: Path, clock: Clock, base: list[Block]) -> None:
     mgr = make_pool(chain, netdir, clock, enable_replacement=True)
     value = value_of(base[0])
-    original = pay(cb(base[0]), value, sequence=0xFFFFFFFD)
+    original = pay(cb(base[0]), value, n=2, sequence=0xFFFFFFFD)
     assert mgr.accept(original).accepted
     child = pay(OutPoint(original.txid, 0), original.vout[0].value)
     assert mgr.accept(child).accepted
+    unrelated = pay(cb(base[1]), value_of(base[1]))
+    assert mgr.accept(unrelated).accepted
+    adds = spend([cb(base[0]), OutPoint(unrelated.txid, 0)], [(value, OP_TRUE)])
+    assert reason(mgr, adds) == "replacement-adds-unconfirmed"
+    spends_own = spend([cb(base[0]), OutPoint(original.txid, 1)], [(value, OP_TRUE)])
+    assert reason(mgr, spends_own) == "bad-txns-spends-conflicting-tx"
     # Must pay for both evicted transactions plus its own relay.
     assert reason(mgr, pay(cb(base[0]), value, fee=FEE + 1000)) == "insufficient fee"
     better = pay(cb(base[0]), value, fee=3 * FEE)
@@ -232,6 +238,8 @@ def test_eviction_raises_the_minimum_fee(chain: ChainState, netdir: Path, clock:
     assert mgr.pool.get_min_fee(mgr.options.max_mempool_bytes).per_k > 0
     # A transaction below the rolling minimum is refused before its scripts are checked.
     assert reason(mgr, pay(cb(base[3]), value_of(base[3]))) == "mempool min fee not met"
+    # Above the floor but the worst in a full pool: accepted, then evicted at once.
+    assert reason(mgr, pay(cb(base[3]), value_of(base[3]), fee=2 * FEE)) == "mempool full"
     mgr.chainstate.signals.unsubscribe(mgr)
 
 
@@ -310,3 +318,47 @@ def test_template_takes_best_packages_and_connects(pool: MempoolManager, base: l
     assert chain.process_new_block(block)
     assert chain.tip.block_hash == block.hash  # type: ignore[union-attr]
     assert len(pool.pool) == 0
+
+
+def test_reorg_to_a_competing_chain(pool: MempoolManager, base: list[Block], builder: ChainBuilder,
+                                    chain: ChainState) -> None:
+    parent = pay(cb(base[0]), value_of(base[0]))
+    child = pay(OutPoint(parent.txid, 0), parent.vout[0].value)
+    other = pay(cb(base[1]), value_of(base[1]))
+    b1 = builder.block(base[-1].hash, [parent, other], fees=2 * FEE)
+    b2 = builder.block(b1.hash, [child], fees=FEE)
+    submit_all(chain, [b1, b2])
+    assert len(pool.pool) == 0
+    double = pay(cb(base[0]), value_of(base[0]), fee=3 * FEE)
+    c1 = builder.block(base[-1].hash, [double], fees=3 * FEE)
+    c2 = builder.block(c1.hash)
+    c3 = builder.block(c2.hash)
+    submit_all(chain, [c1, c2, c3])
+    assert chain.tip.block_hash == c3.hash  # type: ignore[union-attr]
+    # `parent` lost to the double spend and took its child along; `other` waits for a new block.
+    assert set(pool.pool.entries) == {other.txid}
+
+
+def test_reorg_drops_spends_of_coinbases_no_longer_mature(pool: MempoolManager, base: list[Block],
+                                                          chain: ChainState) -> None:
+    young = pay(cb(base[4]), value_of(base[4]))  # a coinbase at height 5, mature at 105
+    assert pool.accept(young).accepted
+    assert chain.invalidate_block(base[-2].hash)
+    assert chain.tip.height == 103  # type: ignore[union-attr]
+    assert young.txid not in pool.pool
+
+
+def test_confirmations_feed_the_fee_estimator(pool: MempoolManager, base: list[Block], builder: ChainBuilder,
+                                              chain: ChainState) -> None:
+    first = builder.block(base[-1].hash)
+    assert chain.process_new_block(first)
+    assert pool.estimator.best_seen_height == BASE_HEIGHT + 1
+    plain = pay(cb(base[0]), value_of(base[0]))
+    child = pay(OutPoint(plain.txid, 0), plain.vout[0].value)
+    assert pool.accept(plain).accepted and pool.accept(child).accepted
+    # Transactions with unconfirmed parents are not tracked (Core: validForFeeEstimation).
+    assert set(pool.estimator.mempool_txs) == {plain.txid}
+    txs, fees = select_block_transactions(pool, chain.tip, chain.params)
+    assert chain.process_new_block(builder.block(first.hash, txs, fees=fees))
+    assert pool.estimator.mempool_txs == {}
+    assert sum(pool.estimator.fee_stats.tx_ct_avg) == pytest.approx(1.0)

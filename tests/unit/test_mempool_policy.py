@@ -189,3 +189,48 @@ def test_fee_estimator_learns_from_confirmations(tmp_path: Path) -> None:
     assert again.estimate_raw_fee(2, 0.95) == est.estimate_raw_fee(2, 0.95)
     path.write_bytes(b"garbage")
     assert not BlockPolicyEstimator().load(path)
+
+
+class _Tip:
+    height = 10
+
+    @staticmethod
+    def median_time_past() -> int:
+        return 1_000_000
+
+
+def test_package_selection_rescores_descendants_and_orders_parents_first() -> None:
+    import random
+
+    from aipgd.core.params import get_params
+    from aipgd.mining.selection import select_block_transactions
+
+    params = get_params("regtest")
+    pool = Mempool()
+    a = _chain_tx(OutPoint(b"\x0a" * 32, 0))
+    b = _chain_tx(OutPoint(a.txid, 0))
+    c = _chain_tx(OutPoint(a.txid, 1))
+    d = _chain_tx(OutPoint(b"\x0b" * 32, 0))
+    size = a.weight // 4
+    for tx, rate in ((a, 1), (b, 100), (c, 30), (d, 40)):
+        pool.add_unchecked(_entry(tx, rate * size))
+    txs, fees = select_block_transactions(pool, _Tip(), params)
+    # a+b as a package (50.5/vB), then d (40), then c alone once a is in (30).
+    assert [t.txid for t in txs] == [a.txid, b.txid, d.txid, c.txid]
+    assert fees == (1 + 100 + 30 + 40) * size
+    # A random DAG: every parent precedes its children, nothing is taken twice, fees add up.
+    rng = random.Random(7)
+    pool = Mempool()
+    outs = [OutPoint(bytes([i]) * 32, 0) for i in range(1, 30)]
+    for _ in range(120):
+        prev = outs.pop(rng.randrange(len(outs)))
+        tx = tx_with([(10_000, P2PKH), (10_000, P2PKH)], prev=prev)
+        pool.add_unchecked(_entry(tx, rng.randrange(1, 200) * 100))
+        outs += [OutPoint(tx.txid, 0), OutPoint(tx.txid, 1)]
+    txs, fees = select_block_transactions(pool, _Tip(), params, max_weight=4000 + 4 * 60 * size)
+    seen: set[bytes] = set()
+    for tx in txs:
+        assert tx.txid not in seen
+        assert all(txin.prevout.txid in seen for txin in tx.vin if txin.prevout.txid in pool)
+        seen.add(tx.txid)
+    assert 0 < len(txs) < 60 and fees == sum(pool.entries[t.txid].fee for t in txs)

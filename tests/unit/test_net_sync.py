@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from aipgd.chain.blockindex import BlockIndex
-from aipgd.chain.diskformat import BLOCK_HAVE_DATA, BLOCK_VALID_TRANSACTIONS
+from aipgd.chain.diskformat import BLOCK_HAVE_DATA, BLOCK_VALID_SCRIPTS, BLOCK_VALID_TRANSACTIONS
 from aipgd.core.block import BlockHeader
 from aipgd.net import messages as msg
 from aipgd.net.blocksync import BlockSync
@@ -90,6 +90,21 @@ class FakeChain:
     def initial_block_download(self) -> bool:
         return False
 
+    def headers_after(self, locator: list[bytes], hash_stop: bytes, limit: int) -> list[BlockIndex]:
+        fork = next((self.by_hash[h] for h in locator if h in self.by_hash
+                     and self.in_active_chain(self.by_hash[h])), self.indexes[0])
+        out = []
+        for index in self.indexes[fork.height + 1: self.active + 1]:
+            if len(out) == limit:
+                break
+            out.append(index)
+            if index.block_hash == hash_stop:
+                break
+        return out
+
+    def get_block(self, index: BlockIndex) -> Any:
+        return SimpleNamespace(serialize=lambda with_witness=True: index.block_hash)
+
     def subscribe_tip(self, listener: Any) -> None:
         pass
 
@@ -119,6 +134,16 @@ class FakePeer:
 
     def send(self, m: msg.Message) -> None:
         self.sent.append(m)
+
+    def send_payload(self, command: str, payload: bytes) -> None:
+        self.sent.append(msg.UnknownMessage(command, payload))
+
+    async def wait_send_drained(self) -> None:
+        pass
+
+    def blocks_served(self) -> list[int]:
+        return [int.from_bytes(m.payload[:4], "little") for m in self.sent
+                if isinstance(m, msg.UnknownMessage) and m.name == "block"]
 
     def disconnect(self, reason: str) -> None:
         self.closed = True
@@ -249,3 +274,59 @@ def test_new_blocks_are_announced_by_headers_or_inv(loop: asyncio.AbstractEventL
     # A peer that already has the block hears nothing more.
     sync.server.new_tip(chain.indexes[12], False)
     assert len([m for m in by_headers.sent if isinstance(m, msg.Headers)]) == 1
+
+
+def test_getheaders_answers_from_the_fork_point_up_to_hash_stop(loop: asyncio.AbstractEventLoop) -> None:
+    chain = FakeChain(30, active=30)
+    peer = FakePeer(0, inbound=True)
+    sync = _sync(chain, [peer], loop)
+    ask = msg.GetHeaders(70028, (_hash(99), chain.indexes[10].block_hash), chain.indexes[14].block_hash)
+    loop.run_until_complete(sync.handle(peer, ask))  # type: ignore[arg-type]
+    answer = peer.sent[-1]
+    assert isinstance(answer, msg.Headers)
+    assert [h.prev_hash for h in answer.headers] == [chain.indexes[h].block_hash for h in range(10, 14)]
+    assert peer.sync.best_header_sent is chain.indexes[14]
+    # An oversized locator costs the connection.
+    big = msg.GetHeaders(70028, tuple(_hash(i) for i in range(102)), bytes(32))
+    loop.run_until_complete(sync.handle(peer, big))  # type: ignore[arg-type]
+    assert peer.closed
+
+
+def test_getblocks_stops_at_500_and_continues_from_the_last(loop: asyncio.AbstractEventLoop) -> None:
+    chain = FakeChain(600, active=600)
+    peer = FakePeer(0, inbound=True)
+    sync = _sync(chain, [peer], loop)
+    loop.run_until_complete(sync.handle(peer, msg.GetBlocks(70028, (chain.indexes[0].block_hash,),  # type: ignore[arg-type]
+                                                            bytes(32))))
+    inv = peer.sent[-1]
+    assert isinstance(inv, msg.Inv) and len(inv.items) == 500
+    assert peer.sync.hash_continue == chain.indexes[500].block_hash
+    ask = msg.GetData((msg.Inventory(MSG_BLOCK, chain.indexes[500].block_hash),))
+    loop.run_until_complete(sync.handle(peer, ask))  # type: ignore[arg-type]
+    assert peer.blocks_served() == [500]
+    assert peer.sent[-1] == msg.Inv((msg.Inventory(MSG_BLOCK, chain.tip().block_hash),))
+
+
+def test_historical_blocks_respect_the_upload_target(loop: asyncio.AbstractEventLoop) -> None:
+    chain = FakeChain(20, active=20)
+    old = BlockIndex(_hash(1, 7), BlockHeader(0x30000000, chain.indexes[0].block_hash, bytes(32),
+                                               int(chain.now) - 8 * 24 * 3600, BITS), chain.indexes[0], 1)
+    chain.by_hash[old.block_hash] = old
+    reached: list[bool] = []
+    peer, friend = FakePeer(0, inbound=True), FakePeer(1, inbound=True)
+    friend.whitelisted = True
+    sync = BlockSync(chain, lambda: [peer, friend], NODE_NETWORK | NODE_WITNESS,  # type: ignore[arg-type]
+                     lambda historical: reached.append(historical) or historical, loop)
+    recent = msg.GetData((msg.Inventory(MSG_BLOCK, chain.indexes[19].block_hash),
+                          msg.Inventory(MSG_BLOCK, _hash(77))))
+    loop.run_until_complete(sync.handle(peer, recent))  # type: ignore[arg-type]
+    assert peer.blocks_served() == [19] and not peer.closed
+    assert peer.sent[-1] == msg.NotFound((msg.Inventory(MSG_BLOCK, _hash(77)),))
+    # A stale block off the active chain, more than a week old: only whitelisted peers get it now.
+    chain.have(old)
+    old.raise_validity(BLOCK_VALID_SCRIPTS)
+    ask = msg.GetData((msg.Inventory(MSG_BLOCK, old.block_hash),))
+    loop.run_until_complete(sync.handle(friend, ask))  # type: ignore[arg-type]
+    assert friend.blocks_served() == [1]
+    loop.run_until_complete(sync.handle(peer, ask))  # type: ignore[arg-type]
+    assert peer.closed and reached == [True]

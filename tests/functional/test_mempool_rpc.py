@@ -54,23 +54,31 @@ def test_send_mine_confirm_and_restart(make_node: Callable[..., TestNode]) -> No
                             _spend(coinbases[1], values[1], fee=2 * COIN).serialize().hex())
     assert_raises_rpc_error(-5, "Transaction not in mempool", rpc.getmempoolentry, "ab" * 32)
 
-    # mempool.dat carries it across a restart.
+    child = _spend(txid, values[0] - FEE)
+    assert rpc.sendrawtransaction(child.serialize().hex()) == child.txid_hex
+    assert rpc.getmempoolancestors(child.txid_hex) == [txid]
+    assert list(rpc.getmempooldescendants(txid, True)) == [child.txid_hex]
+    assert rpc.getmempoolentry(txid)["descendantcount"] == 2
+    assert rpc.savemempool() is None
+
+    # mempool.dat carries them across a restart.
     node.stop()
     assert (node.netdir / "mempool.dat").exists()
     node.start()
     rpc = node.rpc()
-    assert rpc.getrawmempool() == [txid]
+    assert sorted(rpc.getrawmempool()) == sorted([txid, child.txid_hex])
 
     template = rpc.getblocktemplate()
-    assert [t["txid"] for t in template["transactions"]] == [txid]
-    assert template["transactions"][0]["fee"] == FEE
+    assert [t["txid"] for t in template["transactions"]] == [txid, child.txid_hex]
+    assert template["transactions"][0]["fee"] == FEE and template["transactions"][1]["depends"] == [1]
     block_hash = rpc.generate(1)[0]
     assert rpc.getrawmempool() == []
-    assert txid in rpc.getblock(block_hash)["tx"]
-    assert rpc.getrawtransaction(txid, True)["confirmations"] == 1
+    assert rpc.getblock(block_hash)["tx"][1:] == [txid, child.txid_hex]
+    assert rpc.getrawtransaction(child.txid_hex, True)["confirmations"] == 1
     assert_raises_rpc_error(-27, "transaction already in block chain", rpc.sendrawtransaction,
-                            tx.serialize().hex())
-    # Disconnecting the block returns its transaction to the pool.
+                            child.serialize().hex())
+    # Disconnecting the block returns its transactions to the pool.
     rpc.invalidateblock(block_hash)
-    assert rpc.getrawmempool() == [txid]
-    assert rpc.getmininginfo()["pooledtx"] == 1
+    assert sorted(rpc.getrawmempool()) == sorted([txid, child.txid_hex])
+    assert rpc.getmininginfo()["pooledtx"] == 2
+    assert rpc.getmempoolentry(child.txid_hex)["ancestorcount"] == 2
