@@ -451,11 +451,13 @@ def generate_blocks(ctx: RPCContext, payout: bytes, count: int, max_tries: int) 
         if tries <= 0:
             break
         header = solve_header(block.header, ctx.params, contexts=node.kawpow_contexts(), max_tries=tries)
-        max_tries -= tries
         if header is None:
+            max_tries -= tries
             if max_tries <= 0:
                 break
             continue
+        # Core decrements nMaxTries once per hash tried, not once per inner loop.
+        max_tries -= (header.nonce64 if header.kawpow else header.nonce) + 1
         block = Block(header, block.vtx)
         verdict = node.submit_block(block)
         if not verdict.valid:

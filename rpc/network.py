@@ -79,6 +79,8 @@ def _peer_json(connman: Any, peer: Any, now: float) -> dict[str, Any]:
     entry: dict[str, Any] = {"id": peer.id, "addr": str(peer.service)}
     if remote.addr_local is not None and remote.addr_local.port:
         entry["addrlocal"] = str(remote.addr_local)
+    if peer.addr_bind:
+        entry["addrbind"] = peer.addr_bind
     entry.update(
         {
             "services": _services_hex(remote.services),

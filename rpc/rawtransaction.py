@@ -3,7 +3,7 @@ createrawtransaction, combinerawtransaction, signrawtransaction (explicit keys, 
 sendrawtransaction (handed to rpc/mempool.py).
 
 Owns argument parsing with Core's error codes and texts. It must never look coins up except through
-NodeInterface.get_coin, and never broadcast anything.
+NodeInterface.get_coin (and the mempool's transactions), and never broadcast anything.
 """
 
 from __future__ import annotations
@@ -214,11 +214,17 @@ def _with_script_sig(tx: Transaction, n_in: int, script_sig: bytes) -> Transacti
 
 
 def _coins_for(ctx: RPCContext, tx: Transaction) -> dict[OutPoint, TxOut]:
+    """Core: the UTXO set seen through the mempool (CCoinsViewMemPool): unconfirmed outputs count."""
     coins: dict[OutPoint, TxOut] = {}
+    mempool = getattr(ctx.node, "mempool", None)
     for txin in tx.vin:
         coin = ctx.node.get_coin(txin.prevout)
         if coin is not None:
             coins[txin.prevout] = coin.out
+        elif mempool is not None:
+            pooled = mempool.get_transaction(txin.prevout.txid)
+            if pooled is not None and txin.prevout.n < len(pooled.vout):
+                coins[txin.prevout] = pooled.vout[txin.prevout.n]
     return coins
 
 

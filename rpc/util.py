@@ -305,9 +305,10 @@ METHODS = (
     Method("signmessagewithprivkey", "util", _signmessagewithprivkey,
            (Param("privkey", Kind.STR), Param("message",
                                               Kind.STR)), SIGNMESSAGEWITHPRIVKEY_HELP, offload=True),
+    # Offloaded: an estimate walks every fee bucket for each horizon (tens of milliseconds).
     Method("estimatefee", "util", _estimatefee, (Param("nblocks", Kind.INT),), ESTIMATEFEE_HELP,
-           strict_types=True),
+           strict_types=True, offload=True),
     Method("estimatesmartfee", "util", _estimatesmartfee,
            (Param("conf_target", Kind.INT), Param("estimate_mode", Kind.STR, required=False)),
-           ESTIMATESMARTFEE_HELP, strict_types=True),
+           ESTIMATESMARTFEE_HELP, strict_types=True, offload=True),
 )

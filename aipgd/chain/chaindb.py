@@ -24,9 +24,13 @@ DB_HEAD_BLOCKS = b"H"
 COINS_DB_CACHE_BYTES = 8 << 20
 
 
+_SMALL_INDEX = tuple(ser_varint(n) for n in range(128))
+
+
 def coin_key(outpoint: OutPoint) -> bytes:
     """Core: CoinEntry, the key of one unspent output."""
-    return DB_COIN + outpoint.txid + ser_varint(outpoint.n)
+    n = outpoint.n
+    return DB_COIN + outpoint.txid + (_SMALL_INDEX[n] if 0 <= n < 128 else ser_varint(n))
 
 
 def outpoint_from_key(key: bytes) -> OutPoint:
@@ -76,6 +80,10 @@ class ChainStateDB:
             return Coin.from_bytes(value)
         except DeserializationError as exc:
             raise self._corrupt(f"the coin {outpoint}", exc) from exc
+
+    def has_coin_record(self, outpoint: OutPoint) -> bool:
+        """Whether a record exists for `outpoint` (not decoded: see get_coin)."""
+        return self._db.exists(coin_key(outpoint))
 
     def iterate_coins(self) -> Iterator[tuple[OutPoint, Coin]]:
         """Every unspent output in key order (Core: CCoinsViewDBCursor)."""

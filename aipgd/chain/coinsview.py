@@ -9,7 +9,7 @@ created and spent between two flushes, the memory estimate behind -dbcache, and 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Protocol
 
 from aipgd.chain.chaindb import ChainStateDB
@@ -57,6 +57,10 @@ class CoinsViewDB:
     def get_coin(self, outpoint: OutPoint) -> Coin | None:
         return self.db.get_coin(outpoint)
 
+    def have_coin(self, outpoint: OutPoint) -> bool:
+        """Whether `outpoint` is unspent (a missing coin costs no decoding)."""
+        return self.db.has_coin_record(outpoint) and self.db.get_coin(outpoint) is not None
+
     def get_best_block(self) -> bytes | None:
         return self.db.get_best_block()
 
@@ -82,6 +86,8 @@ class CoinsViewCache:
 
     def __init__(self, base: CoinsView) -> None:
         self.base = base
+        # A base that answers HaveCoin without building the coin (CoinsViewDB, another cache).
+        self._base_have: Callable[[OutPoint], bool] | None = getattr(base, "have_coin", None)
         self.entries: dict[OutPoint, CacheEntry] = {}
         self._best_block: bytes | None = None
         self._usage = 0
@@ -106,7 +112,15 @@ class CoinsViewCache:
         return None if entry is None else entry.coin
 
     def have_coin(self, outpoint: OutPoint) -> bool:
-        return self.get_coin(outpoint) is not None
+        """Core: HaveCoin. A coin found below is fetched into this cache (as FetchCoin does); a
+        missing one is only looked for, through the bases' own have_coin where they have one."""
+        entry = self.entries.get(outpoint)
+        if entry is not None:
+            return entry.coin is not None
+        base_have = self._base_have
+        if base_have is not None and not base_have(outpoint):
+            return False
+        return self._fetch(outpoint) is not None
 
     def have_coin_in_cache(self, outpoint: OutPoint) -> bool:
         entry = self.entries.get(outpoint)

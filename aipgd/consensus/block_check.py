@@ -21,6 +21,7 @@ from aipgd.consensus.validation_state import VALID, RejectCode, ValidationState
 from aipgd.core.block import Block, BlockHeader
 from aipgd.core.hashes import sha256d
 from aipgd.core.merkle import merkle_root
+from aipgd.core.serialize import ser_compact_size
 from aipgd.core.uint256 import ZERO_HASH
 from aipgd.script.script import push_int
 
@@ -33,9 +34,24 @@ VERSIONBITS_TOP_BITS_ASSETS = 0x30000000
 WITNESS_COMMITMENT_HEADER = bytes((0x6A, 0x24, 0xAA, 0x21, 0xA9, 0xED))
 
 
+def _block_framing_size(block: Block) -> int:
+    """The header and the transaction count: a block's bytes outside its transactions."""
+    return len(block.header.serialize()) + len(ser_compact_size(len(block.vtx)))
+
+
+def block_base_size(block: Block) -> int:
+    """len(block.serialize(with_witness=False)), from the transactions' (cached) sizes."""
+    return _block_framing_size(block) + sum([tx.base_size for tx in block.vtx])
+
+
+def block_total_size(block: Block) -> int:
+    """len(block.serialize()), from the transactions' (cached) sizes."""
+    return _block_framing_size(block) + sum([tx.total_size for tx in block.vtx])
+
+
 def block_weight(block: Block) -> int:
     """Core: GetBlockWeight — stripped size * 3 + total size."""
-    return len(block.serialize(with_witness=False)) * (WITNESS_SCALE_FACTOR - 1) + len(block.serialize())
+    return block_base_size(block) * (WITNESS_SCALE_FACTOR - 1) + block_total_size(block)
 
 
 def check_block(block: Block, *, check_merkle_root: bool = True, db_check: bool = False) -> ValidationState:
@@ -50,7 +66,7 @@ def check_block(block: Block, *, check_merkle_root: bool = True, db_check: bool 
             return ValidationState.invalid("bad-txns-duplicate", dos=100, corruption_possible=True,
                                            debug="duplicate transaction")
     if (not block.vtx or len(block.vtx) * WITNESS_SCALE_FACTOR > MAX_BLOCK_WEIGHT
-            or len(block.serialize(with_witness=False)) * WITNESS_SCALE_FACTOR > MAX_BLOCK_WEIGHT):
+            or block_base_size(block) * WITNESS_SCALE_FACTOR > MAX_BLOCK_WEIGHT):
         return ValidationState.invalid("bad-blk-length", dos=100, debug="size limits failed")
     if not block.vtx[0].is_coinbase():
         return ValidationState.invalid("bad-cb-missing", dos=100, debug="first tx is not coinbase")

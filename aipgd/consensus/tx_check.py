@@ -14,6 +14,9 @@ from aipgd.core.transaction import MAX_MONEY, Transaction
 from aipgd.script.asset_script import AssetScriptType, asset_script_info, count_opcode, is_null_asset
 from aipgd.script.opcodes import Op
 
+_ASSET = Op.OP_AIPG_ASSET.value
+_ASSET_BYTE = bytes((_ASSET,))
+
 
 def money_range(value: int) -> bool:
     """Core: MoneyRange."""
@@ -41,20 +44,18 @@ def check_transaction(tx: Transaction, *, check_duplicate_inputs: bool = True, m
         value_out += txout.value
         if not money_range(value_out):
             return ValidationState.invalid("bad-txns-txouttotal-toolarge", dos=100)
-        state = _check_asset_output(txout.script_pubkey, txout.value, mempool_check, block_check)
+        script = txout.script_pubkey
+        if len(script) <= 31 or script[25] != _ASSET:
+            continue  # not an asset script (asset_script_info's own first test): nothing to check
+        state = _check_asset_output(script, txout.value, mempool_check, block_check)
         if not state:
             return state
-        info = asset_script_info(txout.script_pubkey)
+        info = asset_script_info(script)
         if info is not None and info[0] != AssetScriptType.TX_TRANSFER_ASSET:
             has_non_transfer_asset = True
 
-    if check_duplicate_inputs:
-        seen: set[tuple[bytes, int]] = set()
-        for txin in tx.vin:
-            key = (txin.prevout.txid, txin.prevout.n)
-            if key in seen:
-                return ValidationState.invalid("bad-txns-inputs-duplicate", dos=100)
-            seen.add(key)
+    if check_duplicate_inputs and len({txin.prevout for txin in tx.vin}) != len(tx.vin):
+        return ValidationState.invalid("bad-txns-inputs-duplicate", dos=100)
 
     if tx.is_coinbase():
         if not 2 <= len(tx.vin[0].script_sig) <= 100:
@@ -74,7 +75,9 @@ def check_transaction(tx: Transaction, *, check_duplicate_inputs: bool = True, m
         # only appear at the asset position of an asset script or first in a null asset script.
         for txout in tx.vout:
             script = txout.script_pubkey
-            if (asset_script_info(script) is None and count_opcode(script, Op.OP_AIPG_ASSET)
+            # OP_RVN_ASSET can only occur as an op where its byte occurs.
+            if (_ASSET_BYTE in script and asset_script_info(script) is None
+                    and count_opcode(script, Op.OP_AIPG_ASSET)
                     and script[0] != Op.OP_AIPG_ASSET):
                 return ValidationState.invalid("bad-txns-op-neox-asset-not-in-right-script-location", dos=100)
     return VALID

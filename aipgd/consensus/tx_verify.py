@@ -89,9 +89,19 @@ def evaluate_sequence_locks(block_height: int, prev_block_median_time_past: int,
 
 
 def legacy_sigop_count(tx: Transaction) -> int:
-    """Core: GetLegacySigOpCount (inaccurate counting: bare CHECKMULTISIG is 20)."""
-    return (sum(sigop_count(txin.script_sig, False) for txin in tx.vin)
-            + sum(sigop_count(txout.script_pubkey, False) for txout in tx.vout))
+    """Core: GetLegacySigOpCount (inaccurate counting: bare CHECKMULTISIG is 20).
+
+    Remembered on the (immutable) transaction: CheckBlock and ConnectBlock both need it.
+    """
+    memo = tx.__dict__
+    count: int | None = memo.get(_LEGACY_SIGOPS)
+    if count is None:
+        count = memo[_LEGACY_SIGOPS] = (sum([sigop_count(txin.script_sig, False) for txin in tx.vin])
+                                        + sum([sigop_count(txout.script_pubkey, False) for txout in tx.vout]))
+    return count
+
+
+_LEGACY_SIGOPS = "_legacy_sigops"
 
 
 def p2sh_sigop_total(tx: Transaction, spent: Sequence[TxOut]) -> int:
@@ -107,11 +117,21 @@ def transaction_sigop_cost(tx: Transaction, spent: Sequence[TxOut], flags: int) 
     cost = legacy_sigop_count(tx) * WITNESS_SCALE_FACTOR
     if tx.is_coinbase():
         return cost
-    if flags & SCRIPT_VERIFY_P2SH:
-        cost += p2sh_sigop_total(tx, spent) * WITNESS_SCALE_FACTOR
+    if len(spent) != len(tx.vin):
+        raise ValueError("one spent output per input")
+    p2sh = flags & SCRIPT_VERIFY_P2SH
     for txin, prev in zip(tx.vin, spent, strict=True):
-        cost += count_witness_sigops(txin.script_sig, prev.script_pubkey, txin.witness, flags)
+        script_pubkey = prev.script_pubkey
+        if len(script_pubkey) == 25 and script_pubkey[0] == _OP_DUP:
+            # Neither P2SH (23 bytes) nor a witness program (a version op first): no sigops here.
+            continue
+        if p2sh and is_p2sh(script_pubkey):
+            cost += p2sh_sigop_count(script_pubkey, txin.script_sig) * WITNESS_SCALE_FACTOR
+        cost += count_witness_sigops(txin.script_sig, script_pubkey, txin.witness, flags)
     return cost
+
+
+_OP_DUP = 0x76
 
 
 def check_tx_inputs(tx: Transaction, coins: Mapping[OutPoint, SpentCoin], spend_height: int,

@@ -8,6 +8,7 @@ chosen by nTime, so parsing needs the activation time. Nothing here checks proof
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass, field, replace
 
 from aipgd.core.hashes import sha256d, x16rv2
@@ -19,7 +20,7 @@ from aipgd.core.serialize import (
     ser_u32,
     ser_u64,
 )
-from aipgd.core.transaction import Transaction
+from aipgd.core.transaction import OutPoint, Transaction, TxIn, TxOut
 from aipgd.core.uint256 import ZERO_HASH, hash_to_hex
 
 LEGACY_HEADER_SIZE = 80
@@ -138,6 +139,9 @@ class Block:
 
     @classmethod
     def deserialize(cls, data: bytes, kawpow_activation_time: int) -> Block:
+        block = _deserialize_common(data, kawpow_activation_time)
+        if block is not None:
+            return block
         r = ByteReader(data)
         block = cls.read(r, kawpow_activation_time)
         r.expect_end("block")
@@ -154,3 +158,143 @@ class Block:
     @property
     def hash_hex(self) -> str:
         return self.header.hash_hex
+
+
+_unpack_u32 = struct.Struct("<I").unpack_from
+_unpack_i32 = struct.Struct("<i").unpack_from
+_unpack_i64 = struct.Struct("<q").unpack_from
+
+
+class _UncommonError(Exception):
+    """Raised inside `_deserialize_common` for anything it leaves to the strict reader."""
+
+
+def _deserialize_common(data: bytes, kawpow_activation_time: int) -> Block | None:
+    """`Block.deserialize` for the common shape: counts and lengths of one or three compact-size
+    bytes, and nothing left over. Anything else (including every malformed block)
+    returns None, and the strict reader then parses, or rejects, the whole block; what this
+    returns is exactly what the strict reader would (the tests compare the two)."""
+    if not isinstance(data, bytes):
+        return None
+    end = len(data)
+    if end < LEGACY_HEADER_SIZE + 1:
+        return None
+    time = _unpack_u32(data, 68)[0]
+    header_size = LEGACY_HEADER_SIZE if time < kawpow_activation_time else KAWPOW_HEADER_SIZE
+    if end < header_size + 1:
+        return None
+    header = BlockHeader.from_bytes(data[:header_size], kawpow_activation_time)
+    vtx: list[Transaction] = []
+    try:
+        count, pos = _long_size(data, header_size)
+        for _ in range(count):
+            tx, pos = _read_common_tx(data, pos)
+            vtx.append(tx)
+    except (_UncommonError, IndexError, struct.error):
+        return None  # the strict reader says what is wrong, or parses the uncommon shape
+    if pos != end:
+        return None
+    return Block(header, tuple(vtx))
+
+
+def _long_size(data: bytes, pos: int) -> tuple[int, int]:
+    """A compact size at `pos` of one byte or, canonically, three: (value, end)."""
+    first = data[pos]
+    if first < 0xFD:
+        return first, pos + 1
+    if first == 0xFD:
+        value = data[pos + 1] | (data[pos + 2] << 8)
+        if value >= 0xFD:
+            return value, pos + 3
+    raise _UncommonError  # non-canonical, or longer than any block holds: the strict reader decides
+
+
+def _read_common_tx(data: bytes, pos: int) -> tuple[Transaction, int]:
+    """One transaction of `_deserialize_common` at `pos`: (transaction, end)."""
+    start = pos
+    version = _unpack_i32(data, pos)[0]
+    n_in = data[pos + 4]
+    pos += 5
+    segwit = n_in == 0
+    if segwit:
+        # BIP144: marker 0, then flag 1 (any other flag, or no witness at all, is left to the strict
+        # reader: an empty input list or an error).
+        if data[pos] != 1:
+            raise _UncommonError
+        n_in = data[pos + 1]
+        pos += 2
+    body = pos - 1  # the input count, where the witness-free encoding resumes
+    if n_in >= 0xFD:
+        n_in, pos = _long_size(data, pos - 1)
+    vin: list[TxIn] = []
+    new_in, new_outpoint = TxIn, OutPoint
+    for _ in range(n_in):
+        prev_hash = data[pos:pos + 32]
+        n = _unpack_u32(data, pos + 32)[0]
+        size = data[pos + 36]
+        pos += 37
+        if size >= 0xFD:
+            size, pos = _long_size(data, pos - 1)
+        script_sig = data[pos:pos + size]
+        pos += size
+        if len(script_sig) != size:
+            raise _UncommonError
+        vin.append(new_in(new_outpoint(prev_hash, n), script_sig, _unpack_u32(data, pos)[0]))
+        pos += 4
+    n_out = data[pos]
+    pos += 1
+    if n_out >= 0xFD:
+        n_out, pos = _long_size(data, pos - 1)
+    vout: list[TxOut] = []
+    new_out = TxOut
+    for _ in range(n_out):
+        value = _unpack_i64(data, pos)[0]
+        size = data[pos + 8]
+        pos += 9
+        if size >= 0xFD:
+            size, pos = _long_size(data, pos - 1)
+        script = data[pos:pos + size]
+        pos += size
+        if len(script) != size:
+            raise _UncommonError
+        vout.append(new_out(value, script))
+    body_end = pos
+    if segwit:
+        witnessed = []
+        for txin in vin:
+            items = data[pos]
+            pos += 1
+            if items >= 0xFD:
+                items, pos = _long_size(data, pos - 1)
+            stack = []
+            for _ in range(items):
+                size = data[pos]
+                pos += 1
+                if size >= 0xFD:
+                    size, pos = _long_size(data, pos - 1)
+                item = data[pos:pos + size]
+                pos += size
+                if len(item) != size:
+                    raise _UncommonError
+                stack.append(item)
+            witnessed.append(new_in(txin.prevout, txin.script_sig, txin.sequence, tuple(stack)))
+        if not any(txin.witness for txin in witnessed):
+            raise _UncommonError  # a superfluous witness record: an error
+        vin = witnessed
+    locktime = _unpack_u32(data, pos)[0]
+    pos += 4
+    if pos > len(data):
+        raise _UncommonError
+    tx = Transaction(version, tuple(vin), tuple(vout), locktime)
+    raw = data[start:pos]
+    state = tx.__dict__
+    state["total_size"] = len(raw)
+    if segwit:
+        stripped = data[start:start + 4] + data[body:body_end] + data[pos - 4:pos]
+        tx._cache["wtxid"] = sha256d(raw)
+        tx._cache["txid"] = sha256d(stripped)
+        state["base_size"] = len(stripped)
+    else:
+        tx._cache["txid"] = sha256d(raw)
+        state["base_size"] = len(raw)
+    return tx, pos

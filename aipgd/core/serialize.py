@@ -173,12 +173,15 @@ class ByteReader:
             raise self.error(what, f"{self.remaining} trailing bytes")
 
 
+_ONE_BYTE = tuple(bytes((i,)) for i in range(256))
+
+
 def ser_compact_size(n: int) -> bytes:
     """Core: WriteCompactSize."""
     if n < 0:
         raise ValueError(f"compact size cannot be negative: {n}")
     if n < 0xFD:
-        return bytes((n,))
+        return _ONE_BYTE[n]
     if n <= 0xFFFF:
         return b"\xfd" + _U16.pack(n)
     if n <= 0xFFFFFFFF:
@@ -190,6 +193,8 @@ def ser_compact_size(n: int) -> bytes:
 
 def ser_varint(n: int) -> bytes:
     """Core: WriteVarInt (used by the UTXO and block-index records, never on the wire)."""
+    if 0 <= n < 0x80:
+        return _ONE_BYTE[n]
     if n < 0:
         raise ValueError(f"varint cannot be negative: {n}")
     out = bytearray([n & 0x7F])

@@ -154,10 +154,15 @@ class Transaction:
         locktime = r.u32("tx locktime")
         tx = cls(version, tuple(vin), tuple(vout), locktime)
         raw = r.slice_since(start)
+        # The parse is strict, so serializing `tx` again gives back exactly `raw`: its sizes are
+        # known now (Core keeps them no more than we do, but it serializes faster).
+        state = tx.__dict__
+        state["total_size"] = len(raw)
         if tx.has_witness():
             tx._cache["wtxid"] = sha256d(raw)
         else:
             tx._cache["txid"] = sha256d(raw)
+            state["base_size"] = len(raw)
         return tx
 
     @classmethod

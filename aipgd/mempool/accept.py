@@ -254,7 +254,7 @@ def accept_to_mempool(mgr: MempoolManager, tx: Transaction, *, bypass_limits: bo
     for ancestor in ancestors:
         if ancestor in conflicts:
             return _reject("bad-txns-spends-conflicting-tx", code=RejectCode.REJECT_INVALID, dos=10,
-                           debug=f"{txid.hex()} spends conflicting transaction {ancestor[::-1].hex()}")
+                           debug=f"{tx.txid_hex} spends conflicting transaction {ancestor[::-1].hex()}")
 
     all_conflicting: set[bytes] = set()
     if conflicts:

@@ -90,13 +90,11 @@ class TxConfirmStats:
 
     def update_moving_averages(self) -> None:
         d = self.decay
-        for j in range(len(self.buckets)):
-            for row in self.conf_avg:
-                row[j] *= d
-            for row in self.fail_avg:
-                row[j] *= d
-            self.avg[j] *= d
-            self.tx_ct_avg[j] *= d
+        for rows in (self.conf_avg, self.fail_avg):
+            for i, row in enumerate(rows):
+                rows[i] = [x * d for x in row]
+        self.avg = [x * d for x in self.avg]
+        self.tx_ct_avg = [x * d for x in self.tx_ct_avg]
 
     def new_tx(self, height: int, fee_rate: float) -> int:
         b = self.bucket_index(fee_rate)

@@ -61,9 +61,6 @@ class MempoolManager:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
-        import os
-        if os.environ.get("AB_NO_MEMPOOL"):
-            return
         self.chainstate.signals.subscribe(self)
         if self.datadir is not None:
             self.estimator.load(self.datadir / FEE_ESTIMATES_FILENAME)
@@ -127,8 +124,14 @@ class MempoolManager:
                accept_time: int | None = None, test_accept: bool = False) -> AcceptResult:
         """Core: AcceptToMemoryPool (cs_main, then the pool's lock)."""
         with self.chainstate.lock, self.pool.lock:
+            coins = self.chainstate.coins_tip
+            # Core: coins_to_uncache, so that rejected transactions cannot fill the coins cache.
+            uncached = [txin.prevout for txin in tx.vin if not coins.have_coin_in_cache(txin.prevout)]
             result = accept_to_mempool(self, tx, bypass_limits=bypass_limits, absurd_fee=absurd_fee,
                                        accept_time=accept_time, test_accept=test_accept)
+            if not result.accepted:
+                for outpoint in uncached:
+                    coins.uncache(outpoint)
         if result.accepted and not test_accept:
             self.announce(tx)
         return result
@@ -158,7 +161,7 @@ class MempoolManager:
         if best is not None and tip.height < best.height - 1:
             return False
         # Core: MAX_FEE_ESTIMATION_TIP_AGE, 3 hours.
-        return tip.time >= now - 3 * 60 * 60
+        return bool(tip.time >= now - 3 * 60 * 60)
 
     def _entry_removed(self, entry: MempoolEntry, reason: RemovalReason) -> None:
         if reason is not RemovalReason.BLOCK:

@@ -62,6 +62,7 @@ class MempoolEntry:
     size_with_ancestors: int = 0
     mod_fees_with_ancestors: int = 0
     sigops_with_ancestors: int = 0
+    usage: int = field(init=False, default=0)  # bytes counted against -maxmempool
 
     def __post_init__(self) -> None:
         self.size_with_descendants = self.vsize

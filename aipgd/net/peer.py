@@ -117,6 +117,12 @@ class Peer:
         self.get_addr_sent = False
         self.sync = PeerSyncState()
         self.ping_requested = False  # the ping RPC: send one at the next maintenance tick
+        sockname = writer.get_extra_info("sockname")
+        # Core: addrBind, our end of the connection (getpeerinfo's addrbind).
+        self.addr_bind = ""
+        if isinstance(sockname, tuple) and len(sockname) >= 2:
+            host = str(sockname[0])
+            self.addr_bind = f"[{host}]:{sockname[1]}" if ":" in host else f"{host}:{sockname[1]}"
         self._reader = reader
         self._writer = writer
         self._decoder = FrameDecoder(magic)

@@ -250,8 +250,48 @@ def find_and_delete(script: bytes, pattern: bytes) -> bytes:
     return bytes(out)
 
 
+_P2PKH_HEAD = bytes((0x76, 0xA9, 0x14))
+_P2PKH_TAIL = bytes((0x88, 0xAC))
+_CHECKSIG_OPS = frozenset((0xAC, 0xAD))  # OP_CHECKSIG, OP_CHECKSIGVERIFY
+_MULTISIG_OPS = frozenset((0xAE, 0xAF))  # OP_CHECKMULTISIG, OP_CHECKMULTISIGVERIFY
+
+
 def sigop_count(script: bytes, accurate: bool) -> int:
-    """Core: CScript::GetSigOpCount(fAccurate); a bare CHECKMULTISIG counts 20."""
+    """Core: CScript::GetSigOpCount(fAccurate); a bare CHECKMULTISIG counts 20.
+
+    A byte-level scan of the common case (direct pushes and plain opcodes) with the exact
+    `get_op` walk, `sigop_count_generic`, for any script holding OP_PUSHDATA1/2/4 or
+    OP_RVN_ASSET, whose decoding rules the scan leaves to it.
+    """
+    end = len(script)
+    if end == 25 and script[23:] == _P2PKH_TAIL and script[:3] == _P2PKH_HEAD:
+        return 1  # P2PKH: OP_DUP OP_HASH160 <20 bytes> OP_EQUALVERIFY OP_CHECKSIG
+    n = 0
+    last = 0xFF  # OP_INVALIDOPCODE
+    pc = 0
+    while pc < end:
+        opcode = script[pc]
+        if opcode < _OP_PUSHDATA1:
+            pc += 1 + opcode
+            if pc > end:
+                break  # truncated push: get_op fails and the count stops
+        elif opcode <= _OP_PUSHDATA4 or opcode == _OP_ASSET:
+            return sigop_count_generic(script, accurate)
+        else:
+            pc += 1
+            if opcode in _CHECKSIG_OPS:
+                n += 1
+            elif opcode in _MULTISIG_OPS:
+                if accurate and _OP_1 <= last <= _OP_16:
+                    n += last - (_OP_1 - 1)
+                else:
+                    n += MAX_PUBKEYS_PER_MULTISIG
+        last = opcode
+    return n
+
+
+def sigop_count_generic(script: bytes, accurate: bool) -> int:
+    """Core: CScript::GetSigOpCount(fAccurate), op by op through `get_op`."""
     n = 0
     last = Op.OP_INVALIDOPCODE.value
     pc = 0

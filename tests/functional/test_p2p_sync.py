@@ -34,8 +34,7 @@ def sync_blocks(nodes: list[TestNode], timeout: float = 60.0) -> str:
 
 
 def mine(node: TestNode, count: int) -> list[str]:
-    # A generous maxtries: generate's default budget runs out after about 15 blocks.
-    hashes: list[str] = node.rpc().generate(count, 1_000_000_000)
+    hashes: list[str] = node.rpc().generate(count)
     assert len(hashes) == count
     return hashes
 

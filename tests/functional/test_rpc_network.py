@@ -44,6 +44,7 @@ def test_network_rpcs(make_node: Callable[..., TestNode]) -> None:
                 "banscore", "synced_headers", "synced_blocks", "inflight", "whitelisted"):
         assert key in peer, key
     assert peer["addr"] == a.p2p_address and peer["addnode"] is True and peer["inbound"] is False
+    assert ra.getpeerinfo()[0]["addrbind"] == a.p2p_address
     assert peer["bytessent_per_msg"]["version"] == peer["bytesrecv_per_msg"]["version"] > 24
     assert ra.getpeerinfo()[0]["inbound"] is True
 

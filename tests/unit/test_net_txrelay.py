@@ -1,0 +1,131 @@
+"""Transaction relay rules over a fake mempool (Core: RelayTransaction, the inventory trickle with the
+peer's feefilter and known-inventory filter, AlreadyHave, and the orphan pool's limits)."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from net_fakes import FakePeer
+
+from aipgd.core.transaction import OutPoint, Transaction, TxIn, TxOut
+from aipgd.mempool.policy import FeeRate
+from aipgd.net import messages as msg
+from aipgd.net.protocol import MSG_TX, MSG_WITNESS_TX
+from aipgd.net.txrelay import MAX_ORPHAN_TRANSACTIONS, BoundedSet, TxRelay
+
+
+def _tx(n: int, parent: bytes | None = None) -> Transaction:
+    prev = parent if parent is not None else n.to_bytes(32, "little")
+    return Transaction(2, (TxIn(OutPoint(prev, 0), b""),), (TxOut(1000 + n, b"\x51"),))
+
+
+class FakePool:
+    def __init__(self, mempool: FakeMempool) -> None:
+        self.lock = threading.Lock()
+        self._mempool = mempool
+
+    def get(self, txid: bytes) -> Any:
+        return SimpleNamespace(modified_fee=2000, vsize=100) if txid in self._mempool.txs else None
+
+    def __len__(self) -> int:
+        return len(self._mempool.txs)
+
+
+class FakeMempool:
+    def __init__(self) -> None:
+        self.txs: dict[bytes, Transaction] = {}
+        self.pool = FakePool(self)
+        self.tx_listeners: list[Any] = []
+        self.known_parents: set[bytes] = set()
+
+    def get_transaction(self, txid: bytes) -> Transaction | None:
+        return self.txs.get(txid)
+
+    def min_fee_rate(self) -> FeeRate:
+        return FeeRate(1000)
+
+    def accept(self, tx: Transaction) -> Any:
+        if any(i.prevout.txid not in self.known_parents and i.prevout.txid not in self.txs for i in tx.vin):
+            return SimpleNamespace(accepted=False, missing_inputs=True, state=None)
+        self.txs[tx.txid] = tx
+        for listener in self.tx_listeners:
+            listener(tx)
+        return SimpleNamespace(accepted=True, missing_inputs=False, state=None)
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+def _relay(loop: asyncio.AbstractEventLoop, peers: list[FakePeer]) -> tuple[TxRelay, FakeMempool]:
+    pool = FakeMempool()
+    for peer in peers:
+        peer.remote.relay = True
+        peer.remote.version = 70028
+        peer.fee_filter = 0
+        peer.stats.last_tx_time = 0.0
+    relay = TxRelay(pool, lambda: peers, loop, lambda: False, clock=lambda: 1000.0)  # type: ignore[arg-type]
+    relay.start()
+    return relay, pool
+
+
+def test_accepted_transactions_are_trickled_above_the_feefilter_once(loop: asyncio.AbstractEventLoop) -> None:
+    cheap, generous = FakePeer(0, inbound=True), FakePeer(1, inbound=True)
+    relay, pool = _relay(loop, [cheap, generous])
+    cheap.fee_filter = 50_000  # sat/kB, above the 20_000 the fake entry pays
+    tx = _tx(1)
+    pool.known_parents.add(tx.vin[0].prevout.txid)
+    pool.accept(tx)
+    loop.run_until_complete(asyncio.sleep(0))  # the listener hops onto the loop
+    for peer in (cheap, generous):
+        relay.trickle(peer)  # type: ignore[arg-type]
+    assert msg.Inv((msg.Inventory(MSG_TX, tx.txid),)) in generous.sent
+    assert not any(isinstance(m, msg.Inv) for m in cheap.sent)
+    # Both got our feefilter (the mempool minimum); nothing is announced twice.
+    assert msg.FeeFilter(1000) in cheap.sent and msg.FeeFilter(1000) in generous.sent
+    relay._queue(tx.txid, 20_000)
+    generous_st = relay._st(generous)  # type: ignore[arg-type]
+    generous_st.next_trickle = 0.0
+    relay.trickle(generous)  # type: ignore[arg-type]
+    assert sum(isinstance(m, msg.Inv) for m in generous.sent) == 1
+
+
+def test_inv_asks_once_and_orphans_wait_for_their_parent(loop: asyncio.AbstractEventLoop) -> None:
+    peer, other = FakePeer(0), FakePeer(1)
+    relay, pool = _relay(loop, [peer, other])
+    parent = _tx(1)
+    pool.known_parents.add(parent.vin[0].prevout.txid)
+    child = _tx(2, parent=parent.txid)
+    relay.on_tx_inv(peer, [child.txid])  # type: ignore[arg-type]
+    relay.on_tx_inv(other, [child.txid])  # type: ignore[arg-type]
+    assert peer.sent == [msg.GetData((msg.Inventory(MSG_WITNESS_TX, child.txid),))] and other.sent == []
+    loop.run_until_complete(relay.on_tx(peer, child))  # type: ignore[arg-type]
+    assert child.txid in relay.orphans
+    assert peer.sent[-1] == msg.GetData((msg.Inventory(MSG_WITNESS_TX, parent.txid),))
+    loop.run_until_complete(relay.on_tx(peer, parent))  # type: ignore[arg-type]
+    assert set(pool.txs) == {parent.txid, child.txid} and not relay.orphans
+
+
+def test_the_orphan_pool_is_bounded(loop: asyncio.AbstractEventLoop) -> None:
+    peer = FakePeer(0)
+    relay, _ = _relay(loop, [peer])
+    for n in range(MAX_ORPHAN_TRANSACTIONS + 30):
+        loop.run_until_complete(relay.on_tx(peer, _tx(1000 + n, parent=(5000 + n).to_bytes(32, "little"))))  # type: ignore[arg-type]
+    assert len(relay.orphans) == MAX_ORPHAN_TRANSACTIONS
+    relay.on_disconnected(peer)  # type: ignore[arg-type]
+    assert not relay.orphans
+
+
+def test_bounded_set_forgets_the_oldest() -> None:
+    known = BoundedSet(2)
+    for item in (b"a", b"b", b"c"):
+        known.add(item)
+    assert b"a" not in known and b"b" in known and b"c" in known
