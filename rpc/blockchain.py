@@ -107,10 +107,26 @@ def _verification_progress(ctx: RPCContext, entry: BlockEntry) -> float:
     return 1.0 if total == 0 else min(1.0, entry.height / total)
 
 
-def _deployment(active_height: int, height: int) -> dict[str, Any]:
-    if active_height <= height:
-        return {"status": "active", "since": active_height}
-    return {"status": "defined", "since": 0}
+def _bip9_softforks(ctx: RPCContext) -> dict[str, Any]:
+    """Core: BIP9SoftForkDescPushBack for each deployment getblockchaininfo names (not testdummy),
+    as the tip's child sees it; a deployment with a zero timeout is hidden."""
+    versionbits = getattr(ctx.node, "versionbits", None)  # test doubles may have none
+    vb = versionbits() if versionbits is not None else None
+    out: dict[str, Any] = {}
+    for status in vb.deployments if vb is not None else ():
+        dep = status.deployment
+        if not dep.info_name or dep.timeout <= 0:
+            continue
+        desc: dict[str, Any] = {"status": status.state.value}
+        if status.stats is not None:
+            desc["bit"] = dep.bit
+        desc.update({"startTime": dep.start_time, "timeout": dep.timeout, "since": status.since})
+        if status.stats is not None:
+            stats = status.stats
+            desc["statistics"] = {"period": stats.period, "threshold": stats.threshold,
+                                  "elapsed": stats.elapsed, "count": stats.count, "possible": stats.possible}
+        out[dep.info_name] = desc
+    return out
 
 
 def _getblockchaininfo(ctx: RPCContext, args: Args) -> Any:
@@ -139,12 +155,8 @@ def _getblockchaininfo(ctx: RPCContext, args: Args) -> Any:
         "size_on_disk": node.size_on_disk(),
         "pruned": False,
         "softforks": [],
-        # aipgd has no BIP9 state machine yet; these deployments are reported from their fixed
-        # activation heights in the chain parameters.
-        "bip9_softforks": {
-            "assets": _deployment(params.asset_activation_height, tip.height),
-            "messaging_restricted": _deployment(params.restricted_activation_height, tip.height),
-        },
+        # BIP9 states only: AIPG Core enforces these rules from fixed heights whatever they say.
+        "bip9_softforks": _bip9_softforks(ctx),
         "warnings": "",
     })
     return result

@@ -17,11 +17,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from aipgd.consensus.versionbits import (
+    BIP9Stats,
+    ThresholdState,
+    VersionBitsCache,
+    compute_block_version,
+    state_for,
+    state_since_height,
+    statistics,
+)
 from aipgd.core.block import Block, BlockHeader
-from aipgd.core.params import ChainParams
+from aipgd.core.params import ChainParams, Deployment
 from aipgd.core.transaction import OutPoint, Transaction, TxOut
 
-_ACCESS_BY_TXID_OUTPUTS = 256
+# Core (AIPG): AccessByTxid tries outputs below GetMaxBlockWeight() / MIN_TRANSACTION_OUTPUT_WEIGHT,
+# 8,000,000 / (4 * 9-byte empty CTxOut) once assets are active (always, in AIPG Core).
+ACCESS_BY_TXID_OUTPUTS = 8_000_000 // 36
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +104,25 @@ class MiningParent:
     next_bits: Callable[[int], int]  # nBits for a block with this nTime (GetNextWorkRequired)
 
 
+@dataclass(frozen=True, slots=True)
+class DeploymentStatus:
+    """One BIP9 deployment as seen by the child of a block (Core: VersionBitsState and friends)."""
+
+    deployment: Deployment
+    state: ThresholdState
+    since: int
+    stats: BIP9Stats | None  # only while STARTED, counted over the parent's period
+
+
+@dataclass(frozen=True, slots=True)
+class VersionBitsInfo:
+    """The version a child of `block_hash` should carry (Core: ComputeBlockVersion) and its deployments."""
+
+    block_hash: bytes
+    version: int
+    deployments: tuple[DeploymentStatus, ...]
+
+
 class ChainActionError(Exception):
     """An operator action the chain refused; `code` is the RPC error code Core uses."""
 
@@ -158,6 +188,10 @@ class NodeInterface(Protocol):
 
     def coin_height_by_txid(self, txid: bytes) -> int | None: ...
 
+    def versionbits(self, block_hash: bytes | None = None) -> VersionBitsInfo | None: ...
+
+    def validate_block_proposal(self, block: Block) -> BlockVerdict | None: ...
+
 
 class ChainStateView:
     """NodeInterface over aipgd.chain's ChainState.
@@ -176,6 +210,9 @@ class ChainStateView:
         self.txindex = txindex
         # aipgd.mempool's MempoolManager (rpc/mempool.py uses its public methods), or None.
         self.mempool = mempool
+        # Core: versionbitscache, the BIP9 states memoised per (deployment, period end).
+        self._vb_cache: VersionBitsCache = {}
+        self._vb_lock = threading.Lock()
 
     def tip(self) -> TipInfo | None:
         tip = self._cs.tip
@@ -380,6 +417,34 @@ class ChainStateView:
                 return [], 0
             return select_block_transactions(self.mempool, tip, self.params)
 
+    def versionbits(self, block_hash: bytes | None = None) -> VersionBitsInfo | None:
+        """BIP9 states for a child of `block_hash` (default: the active tip), or None if unknown."""
+        index = self._cs.chain.tip if block_hash is None else self._cs.block_index.get(block_hash)
+        if index is None:
+            return None
+        params = self.params
+        with self._vb_lock:
+            cache = self._vb_cache
+            deployments = []
+            for dep in params.deployments:
+                state = state_for(index, params, dep, cache)
+                since = state_since_height(index, params, dep, cache)
+                stats = statistics(index, params, dep) if state is ThresholdState.STARTED else None
+                deployments.append(DeploymentStatus(dep, state, since, stats))
+            version = compute_block_version(index, params, cache)
+        return VersionBitsInfo(index.block_hash, version, tuple(deployments))
+
+    def validate_block_proposal(self, block: Block) -> BlockVerdict | None:
+        """Core: TestBlockValidity on the tip; None when the block does not build on the tip."""
+        from aipgd.chain.proposal import validate_block_proposal
+
+        with self._cs.lock:
+            tip = self._cs.chain.tip
+            if tip is None or block.header.prev_hash != tip.block_hash:
+                return None
+            state = validate_block_proposal(self._cs, block)
+        return BlockVerdict(bool(state), state.is_error(), state.reject_reason, True)
+
     def block_status(self, block_hash: bytes) -> str | None:
         """None (unknown), "valid" (valid up to scripts), "failed", or "known" (anything else)."""
         from aipgd.chain.diskformat import BLOCK_VALID_SCRIPTS
@@ -417,12 +482,14 @@ class ChainStateView:
         return self.txindex is not None
 
     def coin_height_by_txid(self, txid: bytes) -> int | None:
-        """Core: AccessByTxid, the height of an unspent output of `txid` in the UTXO set. Core tries
-        every index up to MAX_OUTPUTS_PER_BLOCK (111111); aipgd looks at the first 256 outputs."""
-        for n in range(_ACCESS_BY_TXID_OUTPUTS):
-            coin = self._cs.get_coin(OutPoint(txid, n))
-            if coin is not None:
-                return int(coin.height)
+        """Core: AccessByTxid on pcoinsTip, the height of the first unspent output of `txid`, trying
+        every output index below ACCESS_BY_TXID_OUTPUTS under the chain lock (as Core under cs_main)."""
+        with self._cs.lock:
+            get_coin = self._cs.coins_tip.get_coin
+            for n in range(ACCESS_BY_TXID_OUTPUTS):
+                coin = get_coin(OutPoint(txid, n))
+                if coin is not None:
+                    return int(coin.height)
         return None
 
     def find_transaction(self, txid: bytes) -> tuple[Transaction, bytes | None] | None:

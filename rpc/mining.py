@@ -16,17 +16,19 @@ from decimal import Decimal
 from typing import Any
 
 import kawpow
-from aipgd.consensus.block_check import block_weight, check_block, contextual_check_block
+from aipgd.consensus.block_check import block_weight
 from aipgd.consensus.pow import check_proof_of_work
+from aipgd.consensus.versionbits import VERSIONBITS_TOP_BITS_ASSETS, ThresholdState
 from aipgd.core.address import AddressError, decode_address
 from aipgd.core.block import Block
+from aipgd.core.params import Deployment
 from aipgd.core.serialize import DeserializationError
 from aipgd.core.uint256 import compact_to_target, hash_to_hex, hex_to_hash
 from aipgd.mining.assembler import MiningError, create_block, solve_header
 from aipgd.script.standard import script_for_destination
 from rpc.dispatch import RPCContext
 from rpc.errors import RPCError, RPCErrorCode
-from rpc.interface import BlockVerdict, TipInfo
+from rpc.interface import BlockVerdict, TipInfo, VersionBitsInfo
 from rpc.jsonutil import double_value
 from rpc.registry import Args, Kind, Method, Param, check_int, examples
 from rpc.txjson import difficulty
@@ -136,7 +138,7 @@ def _payout_script(ctx: RPCContext) -> bytes:
 
 
 def _new_block(ctx: RPCContext, payout: bytes, extra_nonce: int = 0) -> Block:
-    """Core: BlockAssembler::CreateNewBlock on the tip (no mempool yet: the coinbase only) and
+    """Core: BlockAssembler::CreateNewBlock on the tip (nVersion from ComputeBlockVersion) and
     UpdateTime (nTime = max(median time past + 1, now))."""
     parent = ctx.node.mining_parent()
     when = max(parent.median_time_past + 1, int(time.time()))
@@ -144,27 +146,51 @@ def _new_block(ctx: RPCContext, payout: bytes, extra_nonce: int = 0) -> Block:
     # The mempool's best packages (rpc/mempool.py's node view; test doubles may have none).
     select = getattr(ctx.node, "block_template_transactions", None)
     txs, fees = select(parent.block_hash) if select is not None else ([], 0)
+    vb = _versionbits(ctx, parent.block_hash)
+    version = vb.version if vb is not None else VERSIONBITS_TOP_BITS_ASSETS
     try:
         return create_block(ctx.params, parent.block_hash, parent.height, parent.median_time_past, bits, txs,
-                            payout, when, fees=fees, extra_nonce=extra_nonce)
+                            payout, when, fees=fees, extra_nonce=extra_nonce, version=version)
     except MiningError as exc:
         raise RPCError(RPCErrorCode.RPC_INTERNAL_ERROR, f"Couldn't create new block: {exc}") from exc
 
 
-def _active_rules(ctx: RPCContext, height: int) -> list[str]:
-    """The deployments active for the next block (aipgd has no BIP9 state machine: fixed heights)."""
-    params = ctx.params
-    rules = []
-    if params.asset_activation_height <= height:
-        rules.append("assets")
-    if params.restricted_activation_height <= height:
-        rules.append("messaging_restricted")
-    return rules
+def _versionbits(ctx: RPCContext, block_hash: bytes) -> VersionBitsInfo | None:
+    versionbits = getattr(ctx.node, "versionbits", None)  # test doubles may have none
+    return versionbits(block_hash) if versionbits is not None else None
+
+
+def _gbt_name(dep: Deployment) -> str:
+    """Core: gbt_vb_name, a rule the client must understand is prefixed with '!'."""
+    return dep.name if dep.gbt_force else "!" + dep.name
+
+
+def _apply_versionbits(vb: VersionBitsInfo | None, version: int,
+                       client_rules: set[str]) -> tuple[int, list[str], dict[str, int]]:
+    """Core: getblocktemplate's versionbits loop: ACTIVE deployments become `rules`, STARTED and
+    LOCKED_IN ones `vbavailable` (a LOCKED_IN bit is always set; a STARTED non-forced bit only
+    when the client names the rule)."""
+    rules: list[str] = []
+    available: dict[str, int] = {}
+    for status in vb.deployments if vb is not None else ():
+        dep = status.deployment
+        bit_mask = 1 << dep.bit
+        if status.state is ThresholdState.LOCKED_IN:
+            version |= bit_mask
+        if status.state in (ThresholdState.STARTED, ThresholdState.LOCKED_IN):
+            available[_gbt_name(dep)] = dep.bit
+            if dep.name not in client_rules and not dep.gbt_force:
+                version &= ~bit_mask
+        elif status.state is ThresholdState.ACTIVE:
+            rules.append(_gbt_name(dep))
+            if dep.name not in client_rules and not dep.gbt_force:
+                raise RPCError(RPCErrorCode.RPC_INVALID_PARAMETER,
+                               f"Support for '{dep.name}' rule requires explicit client support")
+    return version, rules, available
 
 
 def _proposal(ctx: RPCContext, request: dict[str, Any]) -> Any:
-    """BIP23 proposal (Core: TestBlockValidity). aipgd checks the block's context-free and contextual
-    rules; it does not yet connect it to a scratch UTXO view."""
+    """BIP23 proposal (Core: getblocktemplate's "proposal" mode and TestBlockValidity on the tip)."""
     data = request.get("data")
     if not isinstance(data, str):
         raise RPCError(RPCErrorCode.RPC_TYPE_ERROR, "Missing data String key for proposal")
@@ -173,16 +199,30 @@ def _proposal(ctx: RPCContext, request: dict[str, Any]) -> Any:
     if status is not None:
         return {"valid": "duplicate", "failed": "duplicate-invalid"}.get(status, "duplicate-inconclusive")
     tip = _tip(ctx)
+    # TestBlockValidity only supports blocks built on the current tip.
     if block.header.prev_hash != tip.block_hash:
         return "inconclusive-not-best-prevblk"
-    parent = ctx.node.mining_parent()
-    state = check_block(block)
-    if state:
-        state = contextual_check_block(block, parent.height, parent.median_time_past,
-                                       bip34_height=ctx.params.bip34_height)
-    if not state:
-        return _bip22_result(BlockVerdict(False, state.is_error(), state.reject_reason, True))
-    return None
+    verdict = ctx.node.validate_block_proposal(block)
+    if verdict is None:  # the tip moved on meanwhile
+        return "inconclusive-not-best-prevblk"
+    return _bip22_result(verdict)
+
+
+def _client_rules(request: dict[str, Any]) -> tuple[set[str], int]:
+    """Core: the request's "rules" (the client's versionbits support), or else its pre-BIP9
+    "maxversion" (-1 when absent)."""
+    rules = request.get("rules")
+    if isinstance(rules, list):
+        names: set[str] = set()
+        for rule in rules:
+            if not isinstance(rule, str):  # Core: UniValue::get_str's runtime_error
+                raise RPCError(RPCErrorCode.RPC_MISC_ERROR, "JSON value is not a string as expected")
+            names.add(rule)
+        return names, -1
+    max_version = request.get("maxversion")
+    if isinstance(max_version, int | Decimal) and not isinstance(max_version, bool):
+        return set(), int(max_version)
+    return set(), -1
 
 
 def _getblocktemplate(ctx: RPCContext, args: Args) -> Any:
@@ -194,6 +234,7 @@ def _getblocktemplate(ctx: RPCContext, args: Args) -> Any:
         raise RPCError(RPCErrorCode.RPC_INVALID_PARAMETER, "Invalid mode")
     if mode == "proposal":
         return _proposal(ctx, request)
+    client_rules, max_version_pre_vb = _client_rules(request)
     if mode != "template":
         raise RPCError(RPCErrorCode.RPC_INVALID_PARAMETER, "Invalid mode")
     node = ctx.node
@@ -224,11 +265,20 @@ def _getblocktemplate(ctx: RPCContext, args: Args) -> Any:
     with state.lock:
         state.last_block_weight = block_weight(block)
         state.last_block_tx = len(block.vtx) - 1
+    version, rules, available = _apply_versionbits(_versionbits(ctx, header.prev_hash), header.version,
+                                                   client_rules)
+    if version != header.version:
+        header = header.with_fields(version=version)
+        block = Block(header, block.vtx)
+    mutable = ["time", "transactions", "prevblock"]
+    if max_version_pre_vb >= 2:
+        # Core: only a client without versionbits support may force the version down to v2.
+        mutable.append("version/force")
     result: dict[str, Any] = {
         "capabilities": ["proposal"],
-        "version": header.version,
-        "rules": _active_rules(ctx, height),
-        "vbavailable": {},
+        "version": version,
+        "rules": rules,
+        "vbavailable": available,
         "vbrequired": 0,
         "previousblockhash": hash_to_hex(header.prev_hash),
         "transactions": template_transactions_json(ctx, block),
@@ -239,7 +289,7 @@ def _getblocktemplate(ctx: RPCContext, args: Args) -> Any:
         "longpollid": hash_to_hex(header.prev_hash) + "0",
         "target": f"{target:064x}",
         "mintime": node.mining_parent().median_time_past + 1,
-        "mutable": ["time", "transactions", "prevblock"],
+        "mutable": mutable,
         "noncerange": "00000000ffffffff",
         "sigoplimit": MAX_BLOCK_SIGOPS_COST,
         "sizelimit": MAX_BLOCK_SERIALIZED_SIZE,

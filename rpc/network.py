@@ -76,7 +76,7 @@ def _peer_json(connman: Any, peer: Any, now: float) -> dict[str, Any]:
     stats = peer.stats
     remote = peer.remote
     st = peer.sync
-    entry: dict[str, Any] = {"id": peer.id, "addr": str(peer.service)}
+    entry: dict[str, Any] = {"id": peer.id, "addr": peer.addr_name or str(peer.service)}
     if remote.addr_local is not None and remote.addr_local.port:
         entry["addrlocal"] = str(remote.addr_local)
     if peer.addr_bind:
@@ -140,12 +140,13 @@ def _getnetworkinfo(ctx: RPCContext, args: Args) -> Any:
     def info() -> dict[str, Any]:
         offsets = sorted(p.remote.time_offset for p in connman.peers.values())
         onlynet = connman.config.onlynet
+        proxy = connman.config.proxy
         return {
             "version": client_version(),
             "subversion": connman.user_agent,
             "protocolversion": PROTOCOL_VERSION,
             "localservices": _services_hex(connman.local_services),
-            "localrelay": True,
+            "localrelay": not connman.config.blocks_only,
             "timeoffset": offsets[len(offsets) // 2] if len(offsets) >= 5 else 0,
             "networkactive": connman.network_active,
             "connections": len(connman.peers),
@@ -154,8 +155,9 @@ def _getnetworkinfo(ctx: RPCContext, args: Args) -> Any:
                     "name": name,
                     "limited": bool(onlynet) and i + 1 not in onlynet,
                     "reachable": name != "onion" and (not onlynet or i + 1 in onlynet),
-                    "proxy": "",
-                    "proxy_randomize_credentials": False,
+                    "proxy": str(proxy) if proxy is not None and name != "onion" else "",
+                    "proxy_randomize_credentials": proxy is not None and name != "onion"
+                    and proxy.randomize_credentials,
                 }
                 for i, name in enumerate(_NETWORKS)
             ],
@@ -217,7 +219,8 @@ def _getaddednodeinfo(ctx: RPCContext, args: Args) -> Any:
             entry: dict[str, Any] = {"addednode": text, "connected": peer is not None, "addresses": []}
             if peer is not None:
                 entry["addresses"] = [
-                    {"address": str(peer.service), "connected": "inbound" if peer.inbound else "outbound"}
+                    {"address": peer.addr_name or str(peer.service),
+                     "connected": "inbound" if peer.inbound else "outbound"}
                 ]
             out.append(entry)
         return out

@@ -46,6 +46,7 @@ from aipgd.chain.diskformat import (
     BLOCK_HAVE_UNDO,
     BLOCK_VALID_SCRIPTS,
 )
+from aipgd.chain.gcpolicy import relaxed_gc
 from aipgd.chain.header_rules import (
     DEFAULT_MIN_REORG_AGE,
     DEFAULT_MIN_REORG_PEERS,
@@ -383,19 +384,20 @@ class ChainState:
         are marked and skipped. Raises ChainStateError when the active chain cannot be changed.
         The lock is taken step by step, so readers get in between; `progress` sees each new tip."""
         most_work: BlockIndex | None = None
-        while not self.interrupt.is_set():
-            with self.lock, self._fatal_on_local_failure():
-                if most_work is None:
-                    most_work = self._find_most_work_chain()
-                if most_work is None or most_work is self.chain.tip:
-                    break
-                if self._activate_step(most_work):
-                    most_work = None
-                elif self.chain.tip is most_work:
-                    break
-                tip = self.chain.tip
-            if progress is not None and tip is not None:
-                progress(tip)
+        with relaxed_gc():
+            while not self.interrupt.is_set():
+                with self.lock, self._fatal_on_local_failure():
+                    if most_work is None:
+                        most_work = self._find_most_work_chain()
+                    if most_work is None or most_work is self.chain.tip:
+                        break
+                    if self._activate_step(most_work):
+                        most_work = None
+                    elif self.chain.tip is most_work:
+                        break
+                    tip = self.chain.tip
+                if progress is not None and tip is not None:
+                    progress(tip)
         self._notify_tip()
         self.flush(FlushMode.PERIODIC)
         return VALID

@@ -160,10 +160,25 @@ class CoinsViewCache:
         it only coinbases are treated as possible overwrites, as Core does."""
         coinbase = tx.is_coinbase()
         txid = tx.txid
+        if check or coinbase:
+            for n, txout in enumerate(tx.vout):
+                outpoint = OutPoint(txid, n)
+                overwrite = self.have_coin(outpoint) if check else coinbase
+                self.add_coin(outpoint, Coin(txout, height, coinbase), overwrite)
+            return
+        # add_coin(possible_overwrite=False) inlined for the entries not cached yet, which become
+        # DIRTY and FRESH.
+        entries = self.entries
         for n, txout in enumerate(tx.vout):
+            script = txout.script_pubkey
+            if is_unspendable(script):
+                continue
             outpoint = OutPoint(txid, n)
-            overwrite = self.have_coin(outpoint) if check else coinbase
-            self.add_coin(outpoint, Coin(txout, height, coinbase), overwrite)
+            if outpoint in entries:
+                self.add_coin(outpoint, Coin(txout, height, False), False)
+            else:
+                entries[outpoint] = CacheEntry(Coin(txout, height, False), DIRTY | FRESH)
+                self._usage += _ENTRY_OVERHEAD + len(script)
 
     def spend_coin(self, outpoint: OutPoint) -> Coin | None:
         """Core: SpendCoin; returns the spent coin (for undo data), None when there was none."""

@@ -37,6 +37,40 @@ GENESIS_VERSION = 4
 CORE_REGTEST_KAWPOW_ACTIVATION = 3582830167
 
 
+@dataclass(frozen=True, slots=True)
+class Deployment:
+    """One BIP9 deployment (Core: Consensus::BIP9Deployment with AIPG's per-deployment overrides).
+
+    `name` is the getblocktemplate rule name (Core: VersionBitsDeploymentInfo); `info_name` the key
+    in getblockchaininfo's bip9_softforks, or "" where Core leaves it out (testdummy).
+    """
+
+    name: str
+    info_name: str
+    bit: int
+    start_time: int
+    timeout: int
+    # AIPG: nOverrideRuleChangeActivationThreshold / nOverrideMinerConfirmationWindow (0: the network's).
+    threshold: int = 0
+    window: int = 0
+    gbt_force: bool = True
+
+
+def _deployments(start: int, timeout: int, windows: tuple[tuple[int, int], ...]) -> tuple[Deployment, ...]:
+    """Core: vDeployments, in DeploymentPos order. Names and bits are the same on every network; within
+    a network all deployments share one start and timeout, and differ in (threshold, window)."""
+    names = (("testdummy", "", 28), ("assets", "assets", 6),
+             ("messaging_restricted", "messaging_restricted", 7), ("transfer_script", "transfer_script", 8),
+             ("enforce_value", "enforce", 9), ("coinbase", "coinbase", 10))
+    return tuple(Deployment(name, info, bit, start, timeout, threshold, window)
+                 for (name, info, bit), (threshold, window) in zip(names, windows, strict=True))
+
+
+# Core (AIPG) main and test: start 20 May 2022 / 17 Jul 2022, all timed out before genesis (2023).
+_MAIN_TEST_WINDOWS = ((1814, 2016), (1814, 2016), (1714, 2016), (1714, 2016), (1411, 2016), (1411, 2016))
+_REGTEST_WINDOWS = ((108, 144), (108, 144), (108, 144), (208, 288), (108, 144), (400, 500))
+
+
 class ParamsError(ValueError):
     """Unknown network, or parameters that do not reproduce the known genesis block."""
 
@@ -111,6 +145,10 @@ class ChainParams:
     dns_seeds: tuple[str, ...] = field(default=())
     # Core: nPruneAfterHeight, the chain height below which automatic pruning never starts.
     prune_after_height: int = 100000
+    # BIP9 (Core: nRuleChangeActivationThreshold, nMinerConfirmationWindow, vDeployments).
+    rule_change_activation_threshold: int = 1613
+    miner_confirmation_window: int = 2016
+    deployments: tuple[Deployment, ...] = ()
 
     @property
     def genesis_hash_hex(self) -> str:
@@ -239,6 +277,7 @@ def _main() -> ChainParams:
         dns_seeds=("dnsseed.aipowergrid.io", "us-seed1.aipowergrid.io", "us-seed2.aipowergrid.io",
                    "us-seed3.aipowergrid.io", "jp-seed1.aipowergrid.io", "au-seed1.aipowergrid.io",
                    "eu-seed1.aipowergrid.io", "in-seed1.aipowergrid.io"),
+        deployments=_deployments(1653004800, 1653264000, _MAIN_TEST_WINDOWS),
     )
 
 
@@ -268,6 +307,7 @@ def _test() -> ChainParams:
         dns_seeds=("seed1-testnet.aipowergrid.io", "seed2-testnet.aipowergrid.io",
                    "seed3-testnet.aipowergrid.io", "seed4-testnet.aipowergrid.io"),
         prune_after_height=1000,
+        deployments=_deployments(1658055600, 1659178800, _MAIN_TEST_WINDOWS),
     )
 
 
@@ -296,6 +336,8 @@ def _regtest(kawpow_activation_time: int | None) -> ChainParams:
         default_assume_valid=genesis.hash, minimum_chain_work=0, max_reorganization_depth=60,
         require_standard=False, mine_blocks_on_demand=True, mining_requires_peers=False,
         prune_after_height=1000,
+        rule_change_activation_threshold=108, miner_confirmation_window=144,
+        deployments=_deployments(0, 999999999999, _REGTEST_WINDOWS),
     )
 
 

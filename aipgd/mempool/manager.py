@@ -52,6 +52,8 @@ class MempoolManager:
         self.loaded = False
         # Listeners told about each accepted transaction (relay, ZMQ hashtx/rawtx).
         self.tx_listeners: list[Callable[[Transaction], None]] = []
+        # Called with each connected block, on the thread that connected it (orphan pool upkeep).
+        self.block_listeners: list[Callable[[Block], None]] = []
 
     @property
     def require_standard(self) -> bool:
@@ -188,6 +190,11 @@ class MempoolManager:
         with self.pool.lock:
             confirmed = self.pool.remove_for_block(block.vtx)
         self.estimator.process_block(index.height, confirmed)
+        for listener in self.block_listeners:
+            try:
+                listener(block)
+            except Exception:
+                logger.exception("mempool block listener failed")
 
     def block_disconnected(self, block: Block, index: BlockIndex) -> None:
         """Core: UpdateMempoolForReorg, done per disconnected block: its transactions go back into
@@ -206,6 +213,10 @@ class MempoolManager:
             self.pool.update_transactions_from_block(readded)
             self.remove_for_reorg()
             self.limit_size()
+            back = [tx for tx in (self.pool.get_tx(t) for t in readded) if tx is not None]
+        # Transactions a reorg returned to the pool are announced again, as new ones are.
+        for tx in back:
+            self.announce(tx)
 
     def remove_for_reorg(self) -> None:
         """Core: removeForReorg, entries that are no longer final or BIP68-final in the next

@@ -1,10 +1,11 @@
 """ConnectionManager: opens, accepts, times out, evicts and bans P2P connections (Core: CConnman).
 
 Owns the listening sockets (-listen, -bind, -port), outbound connections (-connect, -addnode,
--seednode, AddrMan and DNS seeds, 12 full-relay peers as AIPG Core), inbound slots up to
--maxconnections with Core's eviction, -whitelist, -onlynet, the -maxuploadtarget byte count, the
-per-peer timers (handshake, ping, inactivity) and the AddrMan/BanMan it persists. It must never
-interpret messages (aipgd.net.processing does) and never blocks the event loop on disk or DNS.
+-seednode, AddrMan and DNS seeds, 12 full-relay peers as AIPG Core; directly or through -proxy),
+inbound slots up to -maxconnections with Core's eviction, -whitelist, -onlynet, the -maxuploadtarget
+byte count, the per-peer timers (handshake, ping, inactivity) and the AddrMan/BanMan it persists.
+It must never interpret messages (aipgd.net.processing does) and never blocks the event loop on disk
+or DNS.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from aipgd.net.messages import DecodeContext, Message, NetworkAddress
 from aipgd.net.netaddress import AddressError, NetAddr, Service, SubNet, split_host_port
 from aipgd.net.peer import ConnectionType, Peer
 from aipgd.net.processing import PeerLogic
+from aipgd.net.socks5 import Socks5Error, next_random_credentials, socks5_connect
 from aipgd.net.txrelay import TxRelay
 
 if TYPE_CHECKING:
@@ -97,6 +99,7 @@ class ConnectionManager:
             self.local_services = self.config.local_services
             self.user_agent = self.config.user_agent
         self.added_nodes = list(self.config.addnode)
+        self.logic.blocks_only = self.config.blocks_only
         if hasattr(self.chain, "accept_headers"):
             self.sync = BlockSync(self.chain, lambda: list(self.peers.values()),  # type: ignore[arg-type]
                                   self.local_services, self.outbound_target_reached, self.loop,
@@ -104,7 +107,8 @@ class ConnectionManager:
             self.logic.sync = self.sync
             if self._mempool is not None:
                 self.sync.tx_relay = TxRelay(self._mempool, lambda: list(self.peers.values()), self.loop,
-                                             self.sync.chain.initial_block_download)
+                                             self.sync.chain.initial_block_download,
+                                             blocks_only=self.config.blocks_only)
                 self.sync.server.tx_relay = self.sync.tx_relay
                 self.sync.mempool_txs = self._mempool_transactions
         self.banman.default_ban_time = self.config.ban_time
@@ -232,6 +236,8 @@ class ConnectionManager:
             logger.warning("Warning: not punishing manually-connected peer %s!", peer.service)
             return
         peer.disconnect("misbehaving")
+        if peer.addr_name and not peer.service.addr.is_valid():
+            return  # reached by name through the proxy: there is no address to ban
         if peer.service.addr.is_local() and not self.config.ban_local_peers:
             logger.warning("Warning: not banning local peer %s!", peer.service)
             return
@@ -250,8 +256,7 @@ class ConnectionManager:
         """Core: addnode add|remove|onetry. Raises KeyError (not added) / ValueError (already added)."""
         if command == "onetry":
             async def once() -> None:
-                for service in (await self.resolve(text))[:1]:
-                    await self.open_connection(service, ConnectionType.MANUAL)
+                await self.connect_to(text, ConnectionType.MANUAL)
             self._spawn(once(), "net-onetry")
         elif command == "add":
             if text in self.added_nodes:
@@ -268,7 +273,7 @@ class ConnectionManager:
         for peer in self.peers.values():
             if peer_id is not None and peer.id == peer_id:
                 return peer
-            if address is not None and (str(peer.service) == address or peer.service.host == address):
+            if address is not None and address in (str(peer.service), peer.service.host, peer.addr_name):
                 return peer
         return None
 
@@ -383,11 +388,8 @@ class ConnectionManager:
             return None
         log_print(logger, "net", "trying connection %s", service)
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(service.host, service.port,
-                                        limit=self.config.limits.max_receive_buffer),
-                self.config.connect_timeout)
-        except (TimeoutError, OSError) as exc:
+            reader, writer = await asyncio.wait_for(self._open_stream(service), self.config.connect_timeout)
+        except (TimeoutError, OSError, Socks5Error) as exc:
             log_print(logger, "net", "connection to %s failed: %s", service, exc or "timeout")
             if conn_type is ConnectionType.OUTBOUND:
                 self.addrman.attempt(service)
@@ -401,12 +403,73 @@ class ConnectionManager:
         peer.start()
         return peer
 
+    async def _open_stream(self, service: Service, name: str | None = None
+                           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A TCP stream to `service`, directly or through the -proxy SOCKS5 server (Core: ConnectSocket,
+        ConnectThroughProxy); `name`, a host name the proxy resolves, replaces the service's address."""
+        proxy = self.config.proxy
+        limit = self.config.limits.max_receive_buffer
+        if proxy is None:
+            return await asyncio.open_connection(service.host, service.port, limit=limit)
+        reader, writer = await asyncio.open_connection(proxy.service.host, proxy.service.port, limit=limit)
+        destination = name if name is not None else service.host
+        try:
+            credentials = next_random_credentials() if proxy.randomize_credentials else None
+            await socks5_connect(reader, writer, destination, service.port, credentials)
+        except BaseException:
+            writer.close()
+            raise
+        log_print(logger, "proxy", "SOCKS5 connected %s:%d via %s", destination, service.port, proxy)
+        return reader, writer
+
+    def _connected_to_name(self, text: str) -> bool:
+        return any(p.addr_name == text for p in self.peers.values())
+
+    async def connect_to(self, text: str, conn_type: ConnectionType) -> Peer | None:
+        """Core: OpenNetworkConnection with a destination string: an IP[:port] is dialled, a host name
+        is resolved here, or, with -proxy, by the proxy so that no DNS query leaves this host."""
+        try:
+            host, port = split_host_port(text, self.params.default_port)
+        except AddressError:
+            return None
+        try:
+            NetAddr.parse(host)
+        except AddressError:
+            if self.config.proxy is not None:
+                return await self._open_named(text, host, port, conn_type)
+        for service in (await self.resolve(text))[:1]:
+            return await self.open_connection(service, conn_type)
+        return None
+
+    async def _open_named(self, text: str, host: str, port: int, conn_type: ConnectionType) -> Peer | None:
+        """A connection by name through the proxy; its address stays unknown (Core: addr is unset and
+        addrName holds the destination)."""
+        if self._stopping or not self.network_active or self._connected_to_name(text):
+            return None
+        service = Service(NetAddr.parse("0.0.0.0"), port)
+        log_print(logger, "net", "trying connection %s through the proxy", text)
+        try:
+            reader, writer = await asyncio.wait_for(self._open_stream(service, host),
+                                                    self.config.connect_timeout)
+        except (TimeoutError, OSError, Socks5Error) as exc:
+            log_print(logger, "net", "connection to %s failed: %s", text, exc or "timeout")
+            return None
+        if self._stopping:
+            writer.close()
+            return None
+        peer = self._new_peer(service, conn_type, reader, writer)
+        peer.addr_name = text
+        log_print(logger, "net", "connected to %s, peer=%d (%s)", text, peer.id, conn_type.value)
+        self.logic.push_version(peer)
+        peer.start()
+        return peer
+
     async def _connect_loop(self) -> None:
         """Core: ThreadOpenConnections with -connect: only these peers, kept open."""
         while True:
             for text in self.config.connect:
-                for service in (await self.resolve(text))[:1]:
-                    await self.open_connection(service, ConnectionType.MANUAL)
+                if not self._connected_to_name(text):
+                    await self.connect_to(text, ConnectionType.MANUAL)
             await asyncio.sleep(CONNECT_RETRY_INTERVAL)
 
     async def _addnode_loop(self) -> None:
@@ -415,6 +478,11 @@ class ConnectionManager:
         assert wakeup is not None
         while True:
             for text in list(self.added_nodes):
+                if self._connected_to_name(text):
+                    continue
+                if self.config.proxy is not None:
+                    await self.connect_to(text, ConnectionType.MANUAL)
+                    continue
                 services = await self.resolve(text)
                 if services and not any(self._connected_to(s) for s in services):
                     await self.open_connection(services[0], ConnectionType.MANUAL)
@@ -428,8 +496,7 @@ class ConnectionManager:
     async def _outbound_loop(self) -> None:
         """Core: ThreadOpenConnections: seed nodes first, then AddrMan, with DNS seeds when it is empty."""
         for text in self.config.seednode:
-            for service in (await self.resolve(text))[:1]:
-                await self.open_connection(service, ConnectionType.SEED)
+            await self.connect_to(text, ConnectionType.SEED)
         started = time.monotonic()
         dns_done = False
         while True:
@@ -457,8 +524,12 @@ class ConnectionManager:
                 break
 
     async def _query_dns_seeds(self) -> None:
-        """Core: ThreadDNSAddressSeed; seed answers enter AddrMan as if 3-7 days old."""
+        """Core: ThreadDNSAddressSeed; seed answers enter AddrMan as if 3-7 days old. Behind -proxy the
+        seeds are not queried but connected to by name, one-shot, so no DNS query leaks (AddOneShot)."""
         for seed in self.config.dns_seeds:
+            if self.config.proxy is not None:
+                await self.connect_to(seed, ConnectionType.SEED)
+                continue
             try:
                 infos = await self.loop.getaddrinfo(seed, self.params.default_port, type=socket.SOCK_STREAM)
             except OSError as exc:

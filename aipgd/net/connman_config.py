@@ -23,6 +23,7 @@ from aipgd.net.peer import (
     PeerLimits,
 )
 from aipgd.net.protocol import LOCAL_SERVICES
+from aipgd.net.socks5 import ProxyConfig
 from aipgd.net.syncstate import BLOCK_STALLING_TIMEOUT, SyncTimings
 
 # Core: net.h / netbase.h defaults (AIPG Core raised outbound peers to 12).
@@ -30,6 +31,8 @@ MAX_OUTBOUND_CONNECTIONS = 12
 DEFAULT_MAX_PEER_CONNECTIONS = 125
 DEFAULT_CONNECT_TIMEOUT_MS = 5000
 DEFAULT_NAME_LOOKUP = True
+DEFAULT_PROXYRANDOMIZE = True
+DEFAULT_BLOCKSONLY = False
 
 
 @dataclass(slots=True)
@@ -55,6 +58,8 @@ class ConnmanConfig:
     local_services: int = LOCAL_SERVICES
     user_agent: str = "/aipgd:0.1.0/"
     sync_timings: SyncTimings = field(default_factory=SyncTimings)
+    proxy: ProxyConfig | None = None
+    blocks_only: bool = DEFAULT_BLOCKSONLY
 
 
 def _positive(args: ArgsManager, name: str, default: int, minimum: int = 1) -> int:
@@ -66,13 +71,22 @@ def _positive(args: ArgsManager, name: str, default: int, minimum: int = 1) -> i
 
 
 def connman_config(args: ArgsManager, params: ChainParams, user_agent: str) -> ConnmanConfig:
-    if args.is_set("proxy") and args.get("proxy") not in (None, "", "0"):
-        raise ConfigError("-proxy is not supported yet by aipgd (SOCKS5 client pending)")
+    proxy = None
+    proxy_text = args.get("proxy")
+    if proxy_text not in (None, "", "0"):
+        assert proxy_text is not None
+        try:
+            proxy = ProxyConfig.parse(proxy_text, args.get_bool("proxyrandomize", DEFAULT_PROXYRANDOMIZE))
+        except AddressError:
+            raise ConfigError(f"Invalid -proxy address: '{proxy_text}'") from None
+    if args.get("onion") not in (None, "", "0"):
+        raise ConfigError("-onion is not supported by aipgd: Tor onion peers cannot be reached (use -proxy "
+                          "for clearnet peers through Tor)")
     connect_values = [v for v in args.get_all("connect") if v is not None]
     connect_only = args.is_set("connect")
     connect = [v for v in connect_values if v not in ("0", "")]
-    # Core: InitParameterInteraction, -connect soft-disables -listen and -dnsseed.
-    listen = args.get_bool("listen", not connect_only)
+    # Core: InitParameterInteraction, -connect and -proxy soft-disable -listen; -connect -dnsseed.
+    listen = args.get_bool("listen", not connect_only and proxy is None)
     dnsseed = args.get_bool("dnsseed", not connect_only)
     port = args.get_int("port", params.default_port)
     assert port is not None
@@ -116,7 +130,7 @@ def connman_config(args: ArgsManager, params: ChainParams, user_agent: str) -> C
         ban_time=_positive(args, "bantime", DEFAULT_MISBEHAVING_BANTIME),
         ban_local_peers=args.get_bool("banlocalpeers", False),
         connect_timeout=max(timeout_ms, 1) / 1000, name_lookup=args.get_bool("dns", DEFAULT_NAME_LOOKUP),
-        user_agent=user_agent,
+        user_agent=user_agent, proxy=proxy, blocks_only=args.get_bool("blocksonly", DEFAULT_BLOCKSONLY),
         sync_timings=SyncTimings(stalling_timeout=_positive(
             args, "blockstallingtimeout", int(BLOCK_STALLING_TIMEOUT * 1000)) / 1000),
     )

@@ -99,6 +99,8 @@ class Peer:
                  on_sent: Callable[[int], None] | None = None) -> None:
         self.id = peer_id
         self.service = service
+        # Core: addrName, the destination string of a connection made by name (through -proxy).
+        self.addr_name = ""
         self.conn_type = conn_type
         self.whitelisted = whitelisted
         self.magic = magic

@@ -74,6 +74,8 @@ class PeerLogic:
         self.clock = clock
         # Header and block sync, when the chain view supports it (not in unit tests of the handshake).
         self.sync: BlockSync | None = None
+        # Core: -blocksonly, our version message asks peers not to relay transactions (fRelay=0).
+        self.blocks_only = False
 
     # --- outgoing --------------------------------------------------------------------------------------
     def push_version(self, peer: Peer) -> None:
@@ -82,7 +84,7 @@ class PeerLogic:
         their = msg.NetworkAddress(peer.remote.services, peer.service)
         version = msg.Version(PROTOCOL_VERSION, self.connman.local_services, int(self.clock()), their,
                               self.connman.local_address_for(peer), peer.local_nonce, self.connman.user_agent,
-                              self.chain.tip_height(), True)
+                              self.chain.tip_height(), not self.blocks_only)
         peer.send(version)
         peer.version_sent = True
         log_print(logger, "net", "send version message: version %d, blocks=%d, us=%s, them=%s, peer=%d",
@@ -295,6 +297,10 @@ class PeerLogic:
             log_print(logger, "net", "mempool request with bloom filters disabled, disconnect peer=%d",
                       peer.id)
             peer.disconnect("mempool request with bloom filters disabled")
+            return
+        relay = self.sync.tx_relay if self.sync is not None else None
+        if relay is not None:
+            relay.send_mempool(peer)
 
     _handlers: ClassVar[dict[type, Callable[[PeerLogic, Peer, msg.Message], None]]] = {
         msg.Addr: _on_addr, msg.GetAddr: _on_getaddr, msg.Ping: _on_ping, msg.Pong: _on_pong,

@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from aipgd.core.transaction import MAX_MONEY
 from aipgd.log import log_print
 from aipgd.net import messages as msg
-from aipgd.net.protocol import FEEFILTER_VERSION, MSG_TX, MSG_TYPE_MASK, MSG_WITNESS_TX
+from aipgd.net.protocol import FEEFILTER_VERSION, MAX_INV_SZ, MSG_TX, MSG_TYPE_MASK, MSG_WITNESS_TX
 
 if TYPE_CHECKING:
     from aipgd.core.transaction import Transaction
@@ -78,8 +79,11 @@ class OrphanTx:
 
 class TxRelay:
     def __init__(self, mempool: Any, peers: Callable[[], Iterable[Peer]], loop: asyncio.AbstractEventLoop,
-                 initial_download: Callable[[], bool], clock: Callable[[], float] = time.time) -> None:
+                 initial_download: Callable[[], bool], clock: Callable[[], float] = time.time, *,
+                 blocks_only: bool = False) -> None:
         self.mempool = mempool
+        # Core: -blocksonly, peers' transactions are unwanted (whitelisted peers excepted, -whitelistrelay).
+        self.blocks_only = blocks_only
         self._peers = peers
         self.loop = loop
         self._initial_download = initial_download
@@ -93,10 +97,16 @@ class TxRelay:
 
     def start(self) -> None:
         self.mempool.tx_listeners.append(self._on_accepted_any_thread)
+        listeners = getattr(self.mempool, "block_listeners", None)
+        if listeners is not None:
+            listeners.append(self._on_block_any_thread)
 
     def stop(self) -> None:
         if self._on_accepted_any_thread in self.mempool.tx_listeners:
             self.mempool.tx_listeners.remove(self._on_accepted_any_thread)
+        listeners = getattr(self.mempool, "block_listeners", None)
+        if listeners is not None and self._on_block_any_thread in listeners:
+            listeners.remove(self._on_block_any_thread)
 
     def _st(self, peer: Peer) -> PeerTxState:
         st = self._state.get(peer.id)
@@ -159,10 +169,17 @@ class TxRelay:
             self._fee_rates.clear()
 
     def _maybe_send_feefilter(self, peer: Peer, st: PeerTxState, now: float) -> None:
-        """Core: the feefilter we send, our mempool's minimum, every ~10 minutes (Poisson)."""
-        if peer.remote.version < FEEFILTER_VERSION or peer.whitelisted or now < st.next_feefilter:
+        """Core: the feefilter we send, our mempool's minimum, every ~10 minutes (Poisson); MAX_MONEY
+        while in initial download or -blocksonly, since no transaction is wanted then."""
+        if peer.remote.version < FEEFILTER_VERSION or peer.whitelisted:
             return
-        rate = int(self.mempool.min_fee_rate().per_k)
+        if self._initial_download() or self.blocks_only:
+            rate = MAX_MONEY
+        else:
+            rate = int(self.mempool.min_fee_rate().per_k)
+        # Core: out of initial download, the MAX_MONEY filter is lifted at once, not minutes later.
+        if now < st.next_feefilter and not (st.feefilter_sent == MAX_MONEY and rate != MAX_MONEY):
+            return
         if rate != st.feefilter_sent:
             peer.send(msg.FeeFilter(rate))
             st.feefilter_sent = rate
@@ -174,8 +191,17 @@ class TxRelay:
         return txid in self.recent_rejects or txid in self.orphans or \
             self.mempool.get_transaction(txid) is not None
 
+    def relay_allowed(self, peer: Peer) -> bool:
+        """False when -blocksonly forbids this peer's transactions (Core: fBlocksOnly && !whitelistrelay)."""
+        return not self.blocks_only or peer.whitelisted
+
     def on_tx_inv(self, peer: Peer, txids: list[bytes]) -> None:
         st = self._st(peer)
+        if not self.relay_allowed(peer):
+            for txid in txids:
+                log_print(logger, "net", "transaction (%s) inv sent in violation of protocol peer=%d",
+                          txid[::-1].hex(), peer.id)
+            return
         if self._initial_download():
             return
         now = self.clock()
@@ -203,7 +229,45 @@ class TxRelay:
             peer.send(msg.TxMessage(tx))
         return True
 
+    def send_mempool(self, peer: Peer) -> None:
+        """Core: the `mempool` message's answer (fSendMempool), an inv of the pool above the peer's
+        feefilter, in MAX_INV_SZ batches; what it lists is no longer queued for the trickle."""
+        st = self._st(peer)
+        pool = self.mempool.pool
+        with pool.lock:
+            rates = [(txid, entry.fee * 1000 // max(entry.vsize, 1)) for txid, entry in pool.entries.items()]
+        items: list[msg.Inventory] = []
+        for txid, rate in rates:
+            st.to_send.pop(txid, None)
+            if peer.fee_filter and rate < peer.fee_filter:
+                continue
+            st.known.add(txid)
+            items.append(msg.Inventory(MSG_TX, txid))
+        for i in range(0, len(items), MAX_INV_SZ):
+            peer.send(msg.Inv(tuple(items[i:i + MAX_INV_SZ])))
+        log_print(logger, "net", "mempool request: %d of %d transactions announced to peer=%d",
+                  len(items), len(rates), peer.id)
+
+    # --- the chain moved -------------------------------------------------------------------------------
+    def _on_block_any_thread(self, block: Any) -> None:
+        if not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.erase_orphans_for_block, block)
+
+    def erase_orphans_for_block(self, block: Any) -> None:
+        """Core: EraseOrphansForBlock, orphans the block confirmed or made impossible (a spent input)."""
+        spent = {txin.prevout for tx in block.vtx for txin in tx.vin}
+        confirmed = {tx.txid for tx in block.vtx}
+        erased = [t for t, o in self.orphans.items()
+                  if t in confirmed or any(txin.prevout in spent for txin in o.tx.vin)]
+        for txid in erased:
+            del self.orphans[txid]
+        if erased:
+            log_print(logger, "mempool", "Erased %d orphan tx included or conflicted by block", len(erased))
+
     async def on_tx(self, peer: Peer, tx: Transaction) -> None:
+        if not self.relay_allowed(peer):
+            log_print(logger, "net", "transaction sent in violation of protocol peer=%d", peer.id)
+            return
         txid = tx.txid
         self._st(peer).known.add(txid)
         self.requested.pop(txid, None)

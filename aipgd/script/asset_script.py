@@ -102,4 +102,7 @@ def count_opcode(script: bytes, opcode: int) -> int:
 
 def is_unspendable(script: bytes) -> bool:
     """Core: CScript::IsUnspendable, without the zero-amount asset case (needs the asset payload)."""
-    return bool(script) and (script[0] == Op.OP_RETURN or script[0] == _ASSET or len(script) > 10_000)
+    return bool(script) and (script[0] in _UNSPENDABLE_FIRST or len(script) > 10_000)
+
+
+_UNSPENDABLE_FIRST = frozenset((Op.OP_RETURN.value, _ASSET.value))

@@ -1,14 +1,16 @@
 """P2P between real aipgd processes on loopback: handshakes, bans for broken framing, a slow reader
-that cannot stall the node, handshake timeouts, and peers.dat / banlist.dat across restarts."""
+and a slow sender that cannot stall the node, handshake timeouts, and peers.dat / banlist.dat across
+restarts."""
 
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Callable
 
 import pytest
 from framework import TestNode
-from framework.p2p import MAGIC, RawPeer
+from framework.p2p import MAGIC, REGTEST, RawPeer
 
 from aipgd.net import messages as msg
 from aipgd.net.protocol import MAX_PROTOCOL_MESSAGE_LENGTH, frame
@@ -120,4 +122,34 @@ def test_slow_reader_does_not_stall_the_node(node: TestNode) -> None:
     fresh.wait_for("pong")
     fresh.close()
     slow.close()
+    assert node.stop() == 0
+
+
+@pytest.mark.timeout(120)
+def test_slow_sender_dribbling_bytes_does_not_stall_the_node(node: TestNode) -> None:
+    node.start()
+    node.rpc().generate(1)  # out of initial download, where getheaders goes unanswered (Core)
+    slow = RawPeer(node.p2p_port, "127.0.0.9")
+    slow.handshake()
+    dribble = frame(MAGIC, "ping", struct.pack("<Q", 5)) + frame(
+        MAGIC, "getheaders", msg.GetHeaders(70028, (REGTEST.genesis_hash,), bytes(32)).serialize())
+    fresh = RawPeer(node.p2p_port, "127.0.0.10")
+    fresh.handshake()
+    # One byte at a time, while the other peer is answered between every byte.
+    for i, byte in enumerate(dribble):
+        slow.send_raw(bytes([byte]))
+        if i % 8 == 0:
+            started = time.monotonic()
+            fresh.received.clear()
+            fresh.send(msg.Ping(i + 1))
+            fresh.wait_for("pong", timeout=5)
+            assert time.monotonic() - started < 2.0
+    fresh.send(msg.GetHeaders(70028, (REGTEST.genesis_hash,), bytes(32)))
+    fresh.wait_for("headers")
+    # The dribbled messages were reassembled and answered too.
+    slow.wait_for("pong")
+    slow.wait_for("headers")
+    fresh.close()
+    slow.close()
+    assert "Misbehaving" not in node.log_since_start()
     assert node.stop() == 0

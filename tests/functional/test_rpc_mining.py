@@ -217,6 +217,55 @@ def test_getblocktemplate_pool_build_submitblock(rpc: RPCProxy) -> None:
     assert rpc.submitblock(stale.serialize().hex()) in ("high-hash", "invalid-mix-hash")
 
 
+def _proposal_block(tmpl: dict[str, Any], txs: tuple[Transaction, ...], prev: str | None = None) -> Block:
+    """An unsolved block on the template (proposals skip proof of work), without witness data."""
+    height = tmpl["height"]
+    coinbase = Transaction(
+        1, (TxIn(NULL_OUTPOINT, coinbase_script_sig(height, 5)),),
+        (TxOut(tmpl["coinbasevalue"], bytes.fromhex(P2PKH_ONE)),
+         TxOut(tmpl["CommunityAutonomousValue"], get_params("regtest").community_autonomous_script)), 0)
+    root, _ = merkle_root([tx.txid for tx in (coinbase, *txs)])
+    prev_hash = hex_to_hash(prev or tmpl["previousblockhash"])
+    header = BlockHeader(tmpl["version"], prev_hash, root, tmpl["curtime"], int(tmpl["bits"], 16),
+                         height=height, kawpow=True)
+    return Block(header, (coinbase, *txs))
+
+
+def test_getblocktemplate_versionbits_and_proposals(rpc: RPCProxy) -> None:
+    tmpl = rpc.getblocktemplate({"rules": ["assets"]})
+    # Regtest's deployments start with the first 144-block period: before it, DEFINED everywhere.
+    assert tmpl["height"] < 144
+    assert (tmpl["version"], tmpl["rules"], tmpl["vbavailable"]) == (0x30000000, [], {})
+    assert tmpl["vbrequired"] == 0
+    assert "version/force" not in tmpl["mutable"]
+    assert "version/force" in rpc.getblocktemplate({"maxversion": 4})["mutable"]
+    assert_raises_rpc_error(-1, "JSON value is not a string as expected", rpc.getblocktemplate,
+                            {"rules": [1]})
+    forks = rpc.getblockchaininfo()["bip9_softforks"]
+    assert list(forks) == ["assets", "messaging_restricted", "transfer_script", "enforce", "coinbase"]
+    assert forks["assets"] == {"status": "defined", "startTime": 0, "timeout": 999999999999, "since": 0}
+    best = rpc.getbestblockhash()
+    # A valid (unsolved) block on the tip: null, and nothing about the chain changes.
+    valid = _proposal_block(tmpl, ())
+    assert rpc.getblocktemplate({"mode": "proposal", "data": valid.serialize().hex()}) is None
+    assert rpc.getbestblockhash() == best
+    assert_raises_rpc_error(-5, "Block not found", rpc.getblockheader, valid.hash_hex)
+    # ConnectBlock runs on a scratch view: a missing input is found there.
+    spend = Transaction(1, (TxIn(OutPoint(hex_to_hash("22" * 32), 0), b""),), (TxOut(1, b"\x51"),), 0)
+    missing = _proposal_block(tmpl, (spend,))
+    assert rpc.getblocktemplate({"mode": "proposal", "data": missing.serialize().hex()}) == \
+        "bad-txns-inputs-missingorspent"
+    # Only blocks on the tip can be tested.
+    stale = _proposal_block(tmpl, (), prev="33" * 32)
+    assert rpc.getblocktemplate({"mode": "proposal", "data": stale.serialize().hex()}) == \
+        "inconclusive-not-best-prevblk"
+    # Header rules come first (Core: ContextualCheckBlockHeader).
+    bad_bits = Block(valid.header.with_fields(bits=0x1D00FFFF), valid.vtx)
+    assert rpc.getblocktemplate({"mode": "proposal", "data": bad_bits.serialize().hex()}) == "bad-diffbits"
+    assert rpc.getblocktemplate({"mode": "proposal", "data": rpc.getblock(best, 0)}) == "duplicate"
+    assert rpc.getbestblockhash() == best
+
+
 def test_pprpcsb_and_getkawpowhash(rpc: RPCProxy) -> None:
     tmpl = rpc.getblocktemplate()
     header_hash = tmpl["pprpcheader"]
@@ -288,6 +337,43 @@ def test_getrawtransaction_without_txindex(make_node: Any) -> None:
     assert_raises_rpc_error(-5, "No such mempool transaction. Use -txindex to enable blockchain transaction "
                             "queries. Use gettransaction for wallet transactions.", rpc.getrawtransaction,
                             "ab" * 32)
+    node.stop()
+
+
+def test_versionbits_deployments_walk_on_regtest(make_node: Any) -> None:
+    """Regtest's deployments start at height 144 (144-block periods; transfer_script 288, coinbase
+    500). Our miner signals every STARTED bit, and testdummy's bit 28 lies inside the top bits."""
+    node = make_node()
+    node.start()
+    rpc = node.rpc()
+    rpc.generate(143)
+    tmpl = rpc.getblocktemplate()
+    assert tmpl["version"] == 0x300002C0 and tmpl["rules"] == []
+    assert tmpl["vbavailable"] == {"testdummy": 28, "assets": 6, "messaging_restricted": 7,
+                                   "enforce_value": 9}
+    forks = rpc.getblockchaininfo()["bip9_softforks"]
+    assert forks["assets"] == {
+        "status": "started", "bit": 6, "startTime": 0, "timeout": 999999999999, "since": 144,
+        "statistics": {"period": 144, "threshold": 108, "elapsed": 0, "count": 0, "possible": True}}
+    assert forks["transfer_script"]["status"] == "defined"
+    rpc.generate(10)
+    stats = rpc.getblockchaininfo()["bip9_softforks"]["enforce"]["statistics"]
+    assert (stats["elapsed"], stats["count"]) == (10, 10)
+    rpc.generate(134)  # tip 287: the 144-block deployments lock in, transfer_script starts
+    tmpl = rpc.getblocktemplate()
+    assert tmpl["version"] == 0x300003C0
+    assert tmpl["vbavailable"]["transfer_script"] == 8
+    forks = rpc.getblockchaininfo()["bip9_softforks"]
+    assert (forks["assets"]["status"], forks["assets"]["since"]) == ("locked_in", 288)
+    assert "bit" not in forks["assets"] and "statistics" not in forks["assets"]
+    rpc.generate(144)  # tip 431
+    tmpl = rpc.getblocktemplate()
+    assert tmpl["rules"] == ["testdummy", "assets", "messaging_restricted", "enforce_value"]
+    assert tmpl["vbavailable"] == {"transfer_script": 8}
+    assert tmpl["version"] == 0x30000100
+    assert rpc.getblockchaininfo()["bip9_softforks"]["enforce"] == {
+        "status": "active", "startTime": 0, "timeout": 999999999999, "since": 432}
+    assert rpc.getblock(rpc.getbestblockhash())["version"] == 0x30000100 | 0x2C0
     node.stop()
 
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from aipgd.chain.chaindb import ChainStateDB, coin_key
 from aipgd.chain.coins import Coin
-from aipgd.chain.coinsview import CoinsViewCache, CoinsViewDB
+from aipgd.chain.coinsview import DIRTY, CacheEntry, CoinsViewCache, CoinsViewDB
 from aipgd.consensus.block_check import block_base_size, block_total_size, block_weight
 from aipgd.consensus.limits import WITNESS_SCALE_FACTOR
 from aipgd.consensus.tx_verify import legacy_sigop_count, p2sh_sigop_total, transaction_sigop_cost
@@ -242,3 +242,50 @@ def test_have_coin_through_the_view_stack(tmp_path: Path) -> None:
         assert view.have_coin(missing) and not tip.have_coin(missing)
     finally:
         db.stop()
+
+
+class _EmptyBase:
+    def get_coin(self, outpoint: OutPoint) -> Coin | None:
+        return None
+
+    def get_best_block(self) -> bytes | None:
+        return None
+
+    def batch_write(self, entries: object, best_block: bytes) -> None:
+        raise AssertionError("not flushed here")
+
+
+def _reference_add_coins(view: CoinsViewCache, tx: Transaction, height: int) -> None:
+    """AddCoins(check=false) as one AddCoin per output."""
+    for n, txout in enumerate(tx.vout):
+        view.add_coin(OutPoint(tx.txid, n), Coin(txout, height, tx.is_coinbase()), tx.is_coinbase())
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_add_coins_equals_one_add_coin_per_output(seed: int) -> None:
+    rng = random.Random(seed)
+    outs = tuple(TxOut(rng.randrange(1, 10**9), rng.choice((P2PKH, P2SH, b"\x6a\x01\x02", b"\xc0\x14", b"",
+                                                             bytes(10_001))))
+                 for _ in range(rng.randrange(1, 12)))
+    tx = Transaction(2, (TxIn(OutPoint(rng.randbytes(32), 0), b"\x51"),), outs, 0)
+    # Some outputs already have a spent entry, written down (DIRTY) or not.
+    spent = {n: rng.choice((0, DIRTY)) for n in range(len(outs)) if rng.random() < 0.3}
+    views = []
+    for add in (lambda v: v.add_coins(tx, 7), lambda v: _reference_add_coins(v, tx, 7)):
+        view = CoinsViewCache(_EmptyBase())
+        for n, flags in spent.items():
+            view.entries[OutPoint(tx.txid, n)] = CacheEntry(None, flags)
+        add(view)
+        views.append(view)
+    fast, slow = views
+    assert fast.memory_usage() == slow.memory_usage()
+    assert {k: (e.coin, e.flags) for k, e in fast.entries.items()} == {
+        k: (e.coin, e.flags) for k, e in slow.entries.items()}
+
+
+def test_add_coins_refuses_to_replace_an_unspent_coin() -> None:
+    tx = Transaction(2, (TxIn(OutPoint(b"\x05" * 32, 0), b"\x51"),), (TxOut(1, P2PKH),), 0)
+    view = CoinsViewCache(_EmptyBase())
+    view.add_coins(tx, 1)
+    with pytest.raises(AssertionError):
+        view.add_coins(tx, 2)

@@ -124,3 +124,24 @@ def test_connection_options_follow_core_interactions() -> None:
     bad.parse_command_line(["-onlynet=carrier-pigeon"])
     with pytest.raises(ConfigError, match="onlynet"):
         connman_config(bad, params, "/t/")
+
+
+def test_proxy_options_follow_core_interactions() -> None:
+    params = get_params("main")
+    args = ArgsManager()
+    args.parse_command_line(["-proxy=127.0.0.1:9050", "-blocksonly"])
+    cfg = connman_config(args, params, "/t/")
+    # Core: a default proxy soft-disables -listen, and -proxyrandomize defaults on.
+    assert cfg.proxy is not None and str(cfg.proxy) == "127.0.0.1:9050" and cfg.proxy.randomize_credentials
+    assert not cfg.listen and cfg.blocks_only
+    explicit = ArgsManager()
+    explicit.parse_command_line(["-proxy=127.0.0.1", "-proxyrandomize=0", "-listen=1"])
+    cfg = connman_config(explicit, params, "/t/")
+    assert cfg.listen and cfg.proxy is not None and cfg.proxy.service.port == 9050
+    assert not cfg.proxy.randomize_credentials
+    for bad_args, error in ((["-onion=127.0.0.1:9050"], "-onion is not supported"),
+                            (["-proxy=tor.example:x"], "Invalid -proxy address")):
+        bad = ArgsManager()
+        bad.parse_command_line(bad_args)
+        with pytest.raises(ConfigError, match=error):
+            connman_config(bad, params, "/t/")

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 from net_fakes import FakePeer
 
-from aipgd.core.transaction import OutPoint, Transaction, TxIn, TxOut
+from aipgd.core.transaction import MAX_MONEY, OutPoint, Transaction, TxIn, TxOut
 from aipgd.mempool.policy import FeeRate
 from aipgd.net import messages as msg
-from aipgd.net.protocol import MSG_TX, MSG_WITNESS_TX
+from aipgd.net.protocol import MAX_INV_SZ, MSG_TX, MSG_WITNESS_TX
 from aipgd.net.txrelay import MAX_ORPHAN_TRANSACTIONS, BoundedSet, TxRelay
 
 
@@ -35,12 +35,18 @@ class FakePool:
     def __len__(self) -> int:
         return len(self._mempool.txs)
 
+    @property
+    def entries(self) -> dict[bytes, Any]:
+        return {txid: SimpleNamespace(fee=2000 + 1000 * (tx.vout[0].value % 2), vsize=100)
+                for txid, tx in self._mempool.txs.items()}
+
 
 class FakeMempool:
     def __init__(self) -> None:
         self.txs: dict[bytes, Transaction] = {}
         self.pool = FakePool(self)
         self.tx_listeners: list[Any] = []
+        self.block_listeners: list[Any] = []
         self.known_parents: set[bytes] = set()
 
     def get_transaction(self, txid: bytes) -> Transaction | None:
@@ -65,14 +71,16 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
-def _relay(loop: asyncio.AbstractEventLoop, peers: list[FakePeer]) -> tuple[TxRelay, FakeMempool]:
+def _relay(loop: asyncio.AbstractEventLoop, peers: list[FakePeer], *, blocks_only: bool = False,
+           initial_download: bool = False) -> tuple[TxRelay, FakeMempool]:
     pool = FakeMempool()
     for peer in peers:
         peer.remote.relay = True
         peer.remote.version = 70028
         peer.fee_filter = 0
         peer.stats.last_tx_time = 0.0
-    relay = TxRelay(pool, lambda: peers, loop, lambda: False, clock=lambda: 1000.0)  # type: ignore[arg-type]
+    relay = TxRelay(pool, lambda: peers, loop, lambda: initial_download, clock=lambda: 1000.0,  # type: ignore[arg-type]
+                    blocks_only=blocks_only)
     relay.start()
     return relay, pool
 
@@ -129,3 +137,71 @@ def test_bounded_set_forgets_the_oldest() -> None:
     for item in (b"a", b"b", b"c"):
         known.add(item)
     assert b"a" not in known and b"b" in known and b"c" in known
+
+
+def test_blocksonly_refuses_peer_transactions_except_from_whitelisted_peers(
+        loop: asyncio.AbstractEventLoop) -> None:
+    peer, gateway = FakePeer(0), FakePeer(1)
+    gateway.whitelisted = True
+    relay, pool = _relay(loop, [peer, gateway], blocks_only=True)
+    tx = _tx(1)
+    pool.known_parents.add(tx.vin[0].prevout.txid)
+    relay.on_tx_inv(peer, [tx.txid])  # type: ignore[arg-type]
+    loop.run_until_complete(relay.on_tx(peer, tx))  # type: ignore[arg-type]
+    assert peer.sent == [] and not pool.txs and peer.misbehavior == 0
+    relay.on_tx_inv(gateway, [tx.txid])  # type: ignore[arg-type]
+    loop.run_until_complete(relay.on_tx(gateway, tx))  # type: ignore[arg-type]
+    assert gateway.sent == [msg.GetData((msg.Inventory(MSG_WITNESS_TX, tx.txid),))] and tx.txid in pool.txs
+    # No transaction is wanted from ordinary peers, so our feefilter says so.
+    relay.trickle(peer)  # type: ignore[arg-type]
+    assert msg.FeeFilter(MAX_MONEY) in peer.sent
+
+
+def test_feefilter_is_max_money_during_initial_download_and_lifted_at_once_after(
+        loop: asyncio.AbstractEventLoop) -> None:
+    peer = FakePeer(0)
+    relay, _ = _relay(loop, [peer], initial_download=True)
+    relay.trickle(peer)  # type: ignore[arg-type]
+    assert peer.sent == [msg.FeeFilter(MAX_MONEY)]
+    relay.trickle(peer)  # type: ignore[arg-type]
+    assert peer.sent == [msg.FeeFilter(MAX_MONEY)]
+    relay._initial_download = lambda: False
+    relay.trickle(peer)  # type: ignore[arg-type]
+    assert peer.sent == [msg.FeeFilter(MAX_MONEY), msg.FeeFilter(1000)]
+
+
+def test_mempool_request_lists_the_pool_above_the_peer_feefilter_in_bounded_invs(
+        loop: asyncio.AbstractEventLoop) -> None:
+    peer = FakePeer(0)
+    relay, pool = _relay(loop, [peer])
+    txs = [_tx(n) for n in range(MAX_INV_SZ + 10)]
+    for tx in txs:
+        pool.txs[tx.txid] = tx
+    peer.fee_filter = 25_000  # only the odd-valued ones pay 30_000 sat/kB in the fake pool
+    relay.send_mempool(peer)  # type: ignore[arg-type]
+    invs = [m for m in peer.sent if isinstance(m, msg.Inv)]
+    listed = [i.hash for m in invs for i in m.items]
+    assert all(len(m.items) <= MAX_INV_SZ for m in invs)
+    assert set(listed) == {tx.txid for tx in txs if tx.vout[0].value % 2}
+    # Nothing listed goes out again in the trickle.
+    pool.accept(txs[1])
+    loop.run_until_complete(asyncio.sleep(0))
+    relay._st(peer).next_trickle = 0.0  # type: ignore[arg-type]
+    relay.trickle(peer)  # type: ignore[arg-type]
+    assert len([m for m in peer.sent if isinstance(m, msg.Inv)]) == len(invs)
+
+
+def test_orphans_confirmed_or_conflicted_by_a_block_are_erased(loop: asyncio.AbstractEventLoop) -> None:
+    peer = FakePeer(0)
+    relay, _ = _relay(loop, [peer])
+    confirmed = _tx(1, parent=b"\x01" * 32)
+    conflicted = _tx(2, parent=b"\x02" * 32)
+    unrelated = _tx(3, parent=b"\x03" * 32)
+    for tx in (confirmed, conflicted, unrelated):
+        loop.run_until_complete(relay.on_tx(peer, tx))  # type: ignore[arg-type]
+    double_spend = Transaction(2, (TxIn(OutPoint(b"\x02" * 32, 0), b""),), (TxOut(5, b"\x52"),))
+    block = SimpleNamespace(vtx=(confirmed, double_spend))
+    assert set(relay.orphans) == {confirmed.txid, conflicted.txid, unrelated.txid}
+    relay._on_block_any_thread(block)
+    loop.run_until_complete(asyncio.sleep(0))
+    assert set(relay.orphans) == {unrelated.txid}

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import socket
 import time
+from collections.abc import Callable
 
 from aipgd.core.params import get_params
 from aipgd.net import messages as msg
@@ -16,6 +17,7 @@ from aipgd.net.protocol import NODE_NETWORK, NODE_WITNESS, PROTOCOL_VERSION, Fra
 
 REGTEST = get_params("regtest")
 MAGIC = REGTEST.message_start
+_CTX = msg.DecodeContext(REGTEST.kawpow_activation_time)
 
 
 class RawPeer:
@@ -26,6 +28,7 @@ class RawPeer:
         self.sock.connect(("127.0.0.1", port))
         self.decoder = FrameDecoder(MAGIC)
         self.received: list[str] = []
+        self.messages: list[msg.Message] = []  # everything received, decoded
 
     def send_raw(self, data: bytes) -> None:
         self.sock.sendall(data)
@@ -43,10 +46,31 @@ class RawPeer:
         while command not in self.received:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {command} from the node (got {self.received})")
-            data = self.sock.recv(65536)
-            if not data:
-                raise AssertionError(f"connection closed while waiting for {command}")
-            self.received += [c for c, _ in self.decoder.feed(data)]
+            try:
+                self._receive()
+            except AssertionError:
+                raise AssertionError(f"connection closed while waiting for {command}") from None
+
+    def wait_for_message(self, accept: Callable[[msg.Message], bool], timeout: float = 10.0) -> msg.Message:
+        """The first message received (so far, or within `timeout`) for which `accept` is true."""
+        deadline = time.monotonic() + timeout
+        seen = 0
+        while True:
+            for m in self.messages[seen:]:
+                if accept(m):
+                    return m
+            seen = len(self.messages)
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no matching message from the node (got {self.received})")
+            self._receive()
+
+    def _receive(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise AssertionError("connection closed by the node")
+        for command, payload in self.decoder.feed(data):
+            self.received.append(command)
+            self.messages.append(msg.decode_message(command, payload, _CTX))
 
     def handshake(self) -> None:
         self.send_version()
