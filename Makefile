@@ -38,7 +38,7 @@ run: sysdeps $(STAMP)
 test: sysdeps $(STAMP)
 	$(PY) -m ruff check aipgd kawpow rpc tests contrib
 	$(PY) -m mypy
-	$(PY) -m pytest -n $(JOBS) tests
+	$(PY) -m pytest -n $(JOBS) --dist loadfile tests
 
 lint: $(STAMP)
 	$(PY) -m ruff check aipgd kawpow rpc tests contrib
