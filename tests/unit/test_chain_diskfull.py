@@ -15,19 +15,9 @@ from aipgd.chain.blockstore import BlockFileError
 from aipgd.chain.chainstate import ChainStateOptions, UtxoStats
 from aipgd.chain.dbwrapper import DatabaseError
 from aipgd.core.block import Block
-from aipgd.core.params import ChainParams, get_params
+from aipgd.core.params import ChainParams
 
 LENGTH = 40
-
-
-@pytest.fixture(scope="module")
-def params() -> ChainParams:
-    return get_params("regtest")
-
-
-@pytest.fixture(scope="module")
-def contexts() -> kawpow.ContextCache:
-    return kawpow.ContextCache(prefetch_window=0)
 
 
 @pytest.fixture(scope="module")

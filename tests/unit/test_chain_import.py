@@ -17,22 +17,12 @@ from aipgd.chain.blockstore import BlockFileError
 from aipgd.chain.chainstate import ChainState, ChainStateOptions, UtxoStats
 from aipgd.chain.dbwrapper import DatabaseError
 from aipgd.core.block import Block
-from aipgd.core.params import ChainParams, get_params
+from aipgd.core.params import ChainParams
 from aipgd.core.transaction import OutPoint
 
 MAIN_LENGTH = 115
 FORK_AT = 105
 FORK_LENGTH = 15
-
-
-@pytest.fixture(scope="module")
-def params() -> ChainParams:
-    return get_params("regtest")
-
-
-@pytest.fixture(scope="module")
-def contexts() -> kawpow.ContextCache:
-    return kawpow.ContextCache(prefetch_window=0)
 
 
 @pytest.fixture(scope="module")

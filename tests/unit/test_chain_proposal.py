@@ -11,13 +11,8 @@ from chain_builder import OP_TRUE, ChainBuilder, open_chain, spend, submit_all, 
 import kawpow
 from aipgd.chain.chainstate import ChainState
 from aipgd.chain.proposal import validate_block_proposal
-from aipgd.core.params import ChainParams, get_params
+from aipgd.core.params import ChainParams
 from aipgd.core.transaction import COIN, OutPoint
-
-
-@pytest.fixture(scope="module")
-def params() -> ChainParams:
-    return get_params("regtest")
 
 
 @pytest.fixture(scope="module")

@@ -14,25 +14,10 @@ from aipgd.chain.chainstate import ChainStateOptions, UtxoStats
 from aipgd.chain.dbwrapper import DatabaseError
 from aipgd.chain.prune import MIN_BLOCKS_TO_KEEP, PRUNE_MANUAL, PruneError, prune_target_from_mib
 from aipgd.core.block import Block
-from aipgd.core.params import ChainParams, get_params
+from aipgd.core.params import ChainParams
 
 LENGTH = MIN_BLOCKS_TO_KEEP + 60
 SMALL_FILES = 4096
-
-
-@pytest.fixture(scope="module")
-def params() -> ChainParams:
-    return get_params("regtest")
-
-
-@pytest.fixture(scope="module")
-def contexts() -> kawpow.ContextCache:
-    return kawpow.ContextCache(prefetch_window=0)
-
-
-@pytest.fixture(scope="module")
-def builder(params: ChainParams, contexts: kawpow.ContextCache) -> ChainBuilder:
-    return ChainBuilder(params, contexts)
 
 
 @pytest.fixture(scope="module")

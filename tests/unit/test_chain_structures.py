@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from aipgd.chain.blockindex import ActiveChain, BlockIndex, last_common_ancestor, skip_height, work_key
+from aipgd.chain.blocktree import BlockTree, CandidateSet
 from aipgd.chain.chaindb import ChainStateDB, coin_key, outpoint_from_key
 from aipgd.chain.coins import Coin
 from aipgd.chain.coinsview import DIRTY, FRESH, CoinsViewCache, CoinsViewDB, utxo_set_hash
@@ -78,6 +79,59 @@ def test_work_key_prefers_more_work_then_earlier_data() -> None:
     a[1].sequence_id, b[1].sequence_id = 5, 4
     assert work_key(b[1]) > work_key(a[1])
     assert work_key(a[1]) > work_key(b[0])
+
+
+def test_candidate_set_orders_by_work_then_sequence_then_creation() -> None:
+    a, b, c = _chain(3, tag=4), _chain(3, tag=5), _chain(3, tag=6)
+    a[2].sequence_id, b[2].sequence_id, c[2].sequence_id = 7, 3, 3
+    a[1].sequence_id = 1
+    candidates = CandidateSet()
+    for index in (a[1], c[2], a[2], b[2], b[0]):
+        candidates.add(index)
+    # More work first; equal work: lower sequence id; equal sequence id: the index made first (b).
+    assert list(candidates) == [b[2], c[2], a[2], a[1], b[0]]
+    assert candidates.best() is b[2] and len(candidates) == 5
+    assert list(candidates) == sorted(candidates, key=work_key, reverse=True)
+    candidates.add(b[2])  # adding again changes nothing
+    assert len(candidates) == 5
+    candidates.discard(b[2])
+    candidates.discard(b[2])
+    assert candidates.best() is c[2] and b[2] not in candidates and c[2] in candidates
+    # A changed sequence id is re-filed by adding again, and still found when discarded.
+    a[2].sequence_id = -1
+    candidates.add(a[2])
+    assert list(candidates) == [a[2], c[2], a[1], b[0]]
+    c[2].sequence_id = 99
+    candidates.discard(c[2])
+    assert list(candidates) == [a[2], a[1], b[0]]
+    candidates.clear()
+    assert candidates.best() is None and len(candidates) == 0 and list(candidates) == []
+
+
+def test_prune_candidates_drops_only_entries_worse_than_the_tip() -> None:
+    a, b, c = _chain(4, tag=7), _chain(4, tag=8), _chain(4, tag=9)
+    for seq, index in enumerate((a[3], b[3], c[3], a[2], b[2], a[1])):
+        index.sequence_id = 10 + seq
+    tree = BlockTree()
+    for index in (a[1], b[2], a[2], c[3], b[3], a[3]):
+        tree.candidates.add(index)
+    # The tip (b[3]) stays, and so does a[3] (equal work, seen earlier); every worse one goes.
+    tree.prune_candidates(b[3])
+    assert list(tree.candidates) == [a[3], b[3]]
+    assert tree.best_candidate() is a[3]
+    # A tip that is not itself a candidate prunes the same way.
+    tree.prune_candidates(c[3])
+    assert list(tree.candidates) == [a[3], b[3]]
+    tree.prune_candidates(a[3])
+    assert list(tree.candidates) == [a[3]]
+    # A sequence id changed through the tree re-files a candidate (preciousblock).
+    tree.candidates.add(b[3])
+    tree.set_sequence_id(b[3], -1)
+    assert tree.best_candidate() is b[3]
+    tree.prune_candidates(b[3])
+    assert list(tree.candidates) == [b[3]]
+    tree.set_sequence_id(c[3], -2)  # not a candidate: stays out
+    assert c[3] not in tree.candidates and c[3].sequence_id == -2
 
 
 def test_undo_record_format_and_limits() -> None:

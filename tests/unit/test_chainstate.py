@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +19,7 @@ from aipgd.chain.diskformat import (
 )
 from aipgd.consensus.subsidy import block_subsidy
 from aipgd.core.block import Block
-from aipgd.core.params import ChainParams, get_params
+from aipgd.core.params import ChainParams
 from aipgd.core.serialize import ser_compact_size
 from aipgd.core.transaction import COIN, OutPoint
 from aipgd.script.script import build_script
@@ -30,47 +28,9 @@ BASE_HEIGHT = 110
 
 
 @pytest.fixture(scope="module")
-def params() -> ChainParams:
-    return get_params("regtest")
-
-
-@pytest.fixture(scope="module")
-def contexts() -> kawpow.ContextCache:
-    return kawpow.ContextCache(prefetch_window=0)
-
-
-@pytest.fixture(scope="module")
-def builder(params: ChainParams, contexts: kawpow.ContextCache) -> ChainBuilder:
-    return ChainBuilder(params, contexts)
-
-
-@pytest.fixture(scope="module")
 def base(builder: ChainBuilder, params: ChainParams) -> list[Block]:
     """110 blocks paying OP_TRUE: the first 10 coinbases are mature at the next height."""
     return builder.chain(params.genesis_hash, BASE_HEIGHT)
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory: pytest.TempPathFactory, base: list[Block], params: ChainParams,
-             contexts: kawpow.ContextCache) -> Path:
-    netdir = tmp_path_factory.mktemp("base") / "regtest"
-    with open_chain(netdir, params, contexts) as cs:
-        submit_all(cs, base)
-    return netdir
-
-
-@pytest.fixture
-def netdir(tmp_path: Path, base_dir: Path) -> Path:
-    """A private copy of a datadir holding the 110 base blocks."""
-    target = tmp_path / "regtest"
-    shutil.copytree(base_dir, target)
-    return target
-
-
-@pytest.fixture
-def chain(netdir: Path, params: ChainParams, contexts: kawpow.ContextCache) -> Iterator[ChainState]:
-    with open_chain(netdir, params, contexts) as cs:
-        yield cs
 
 
 def coinbase_out(block: Block, n: int = 0) -> OutPoint:

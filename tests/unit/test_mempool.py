@@ -3,17 +3,15 @@ mempool.dat, reorgs and block templates built from the pool."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from chain_builder import OP_TRUE, ChainBuilder, open_chain, spend, submit_all
+from chain_builder import OP_TRUE, ChainBuilder, spend, submit_all
 
-import kawpow
 from aipgd.chain.chainstate import ChainState
 from aipgd.core.block import Block
-from aipgd.core.params import ChainParams, get_params
+from aipgd.core.params import ChainParams
 from aipgd.core.transaction import COIN, OutPoint, Transaction
 from aipgd.mempool.accept import MempoolOptions
 from aipgd.mempool.manager import MempoolManager
@@ -35,46 +33,9 @@ class Clock:
 
 
 @pytest.fixture(scope="module")
-def params() -> ChainParams:
-    return get_params("regtest")
-
-
-@pytest.fixture(scope="module")
-def contexts() -> kawpow.ContextCache:
-    return kawpow.ContextCache(prefetch_window=0)
-
-
-@pytest.fixture(scope="module")
-def builder(params: ChainParams, contexts: kawpow.ContextCache) -> ChainBuilder:
-    return ChainBuilder(params, contexts)
-
-
-@pytest.fixture(scope="module")
 def base(builder: ChainBuilder, params: ChainParams) -> list[Block]:
     """105 blocks paying OP_TRUE: the first 5 coinbases are mature at the next height."""
     return builder.chain(params.genesis_hash, BASE_HEIGHT)
-
-
-@pytest.fixture(scope="module")
-def base_dir(tmp_path_factory: pytest.TempPathFactory, base: list[Block], params: ChainParams,
-             contexts: kawpow.ContextCache) -> Path:
-    netdir = tmp_path_factory.mktemp("base") / "regtest"
-    with open_chain(netdir, params, contexts) as cs:
-        submit_all(cs, base)
-    return netdir
-
-
-@pytest.fixture
-def netdir(tmp_path: Path, base_dir: Path) -> Path:
-    target = tmp_path / "regtest"
-    shutil.copytree(base_dir, target)
-    return target
-
-
-@pytest.fixture
-def chain(netdir: Path, params: ChainParams, contexts: kawpow.ContextCache) -> Iterator[ChainState]:
-    with open_chain(netdir, params, contexts) as cs:
-        yield cs
 
 
 @pytest.fixture
