@@ -35,7 +35,7 @@ from rpc.dispatch import RPCContext
 from rpc.errors import RPCError, RPCErrorCode
 from rpc.jsonutil import type_name
 from rpc.registry import Args, Kind, Method, Param, check_int, examples
-from rpc.signing import KeyStore, SigChecker, Signer, combine
+from rpc.signing import KeyStore, SigChecker, SignatureData, Signer, combine
 from rpc.txjson import script_pubkey_json, tx_to_json
 from rpc.util import P2SH_WARNING, p2sh_address_or_none, parse_private_key
 
@@ -202,14 +202,20 @@ def _createrawtransaction(ctx: RPCContext, args: Args) -> Any:
 def _input_error(txin: TxIn, message: str) -> dict[str, Any]:
     """Core: TxInErrorToJSON."""
     return {"txid": hash_to_hex(txin.prevout.txid), "vout": txin.prevout.n,
-            "scriptSig": txin.script_sig.hex(),
+            "witness": [item.hex() for item in txin.witness], "scriptSig": txin.script_sig.hex(),
             "sequence": txin.sequence, "error": message}
 
 
-def _with_script_sig(tx: Transaction, n_in: int, script_sig: bytes) -> Transaction:
+def _sig_data(txin: TxIn) -> SignatureData:
+    """Core: DataFromTransaction."""
+    return SignatureData(txin.script_sig, list(txin.witness))
+
+
+def _with_sig_data(tx: Transaction, n_in: int, data: SignatureData) -> Transaction:
+    """Core: UpdateTransaction, the input's scriptSig and witness replaced."""
     vin = list(tx.vin)
     old = vin[n_in]
-    vin[n_in] = TxIn(old.prevout, script_sig, old.sequence, old.witness)
+    vin[n_in] = TxIn(old.prevout, data.script_sig, old.sequence, tuple(data.witness))
     return Transaction(tx.version, tuple(vin), tx.vout, tx.locktime)
 
 
@@ -285,11 +291,11 @@ def _signrawtransaction(ctx: RPCContext, args: Args) -> Any:
         if coin is None:
             errors.append(_input_error(txin, "Input not found or already spent"))
             continue
-        produced = b""
+        produced = SignatureData()
         if not hash_single or i < len(tx.vout):
             produced = Signer(original, i, coin.value, hash_type, keystore).produce(coin.script_pubkey)
-        merged = combine(coin.script_pubkey, SigChecker(original, i, coin.value), produced, txin.script_sig)
-        tx = _with_script_sig(tx, i, merged)
+        merged = combine(coin.script_pubkey, SigChecker(original, i, coin.value), produced, _sig_data(txin))
+        tx = _with_sig_data(tx, i, merged)
     for i, txin in enumerate(tx.vin):
         coin = coins.get(txin.prevout)
         if coin is None:
@@ -328,11 +334,11 @@ def _combinerawtransaction(ctx: RPCContext, args: Args) -> Any:
         if coin is None:
             raise RPCError(RPCErrorCode.RPC_VERIFY_ERROR, "Input not found or already spent")
         checker = SigChecker(base, i, coin.value)
-        script_sig = b""
+        data = SignatureData()
         for variant in variants:
             if len(variant.vin) > i:
-                script_sig = combine(coin.script_pubkey, checker, script_sig, variant.vin[i].script_sig)
-        merged = _with_script_sig(merged, i, script_sig)
+                data = combine(coin.script_pubkey, checker, data, _sig_data(variant.vin[i]))
+        merged = _with_sig_data(merged, i, data)
     return merged.serialize().hex()
 
 
