@@ -9,6 +9,7 @@ since the last write. It must never judge validity or touch disk: ChainState dec
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterable, Iterator
 
 from aipgd.chain.blockindex import BlockIndex, work_key
@@ -31,12 +32,80 @@ SEQUENCE_ID_LOADED = 1
 FIRST_SEQUENCE_ID = 2
 
 
+# A candidate's place in the order: most work first, then the lower sequence id (data received
+# first), then the index object created first. Serials are unique, so keys never tie.
+_CandidateKey = tuple[int, int, int]
+
+
+def _candidate_key(index: BlockIndex) -> _CandidateKey:
+    return (-index.chain_work, index.sequence_id, index.serial)
+
+
+class CandidateSet:
+    """Core: setBlockIndexCandidates, the tips chain selection may move to, kept sorted best first
+    (the order of CBlockIndexWorkComparator, reversed). Each entry remembers the key it was filed
+    under, so a block whose sequence id changed is still found; adding it again re-files it."""
+
+    __slots__ = ("_filed", "_keys", "_members")
+
+    def __init__(self) -> None:
+        self._keys: list[_CandidateKey] = []  # ascending: best first
+        self._filed: dict[_CandidateKey, BlockIndex] = {}
+        self._members: dict[BlockIndex, _CandidateKey] = {}
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def __contains__(self, index: object) -> bool:
+        return index in self._members
+
+    def __iter__(self) -> Iterator[BlockIndex]:
+        """Best first."""
+        return iter([self._filed[key] for key in self._keys])
+
+    def add(self, index: BlockIndex) -> None:
+        key = _candidate_key(index)
+        old = self._members.get(index)
+        if old == key:
+            return
+        if old is not None:
+            self._remove_key(old)
+        self._members[index] = key
+        self._filed[key] = index
+        insort(self._keys, key)
+
+    def discard(self, index: BlockIndex) -> None:
+        key = self._members.pop(index, None)
+        if key is not None:
+            self._remove_key(key)
+
+    def _remove_key(self, key: _CandidateKey) -> None:
+        del self._keys[bisect_left(self._keys, key)]
+        del self._filed[key]
+
+    def clear(self) -> None:
+        self._keys.clear()
+        self._filed.clear()
+        self._members.clear()
+
+    def best(self) -> BlockIndex | None:
+        return self._filed[self._keys[0]] if self._keys else None
+
+    def prune_worse_than(self, tip: BlockIndex) -> None:
+        """Drop every entry worse than `tip` (the tip itself and anything better stay)."""
+        keys = self._keys
+        cut = bisect_right(keys, _candidate_key(tip))
+        for key in keys[cut:]:
+            del self._members[self._filed.pop(key)]
+        del keys[cut:]
+
+
 class BlockTree:
     def __init__(self) -> None:
         self.index: dict[bytes, BlockIndex] = {}
         self.best_header: BlockIndex | None = None
         self.best_invalid: BlockIndex | None = None
-        self.candidates: set[BlockIndex] = set()
+        self.candidates = CandidateSet()
         # Core: mapBlocksUnlinked, blocks with data whose parent's data (some ancestor's) is missing.
         self.unlinked: dict[BlockIndex, list[BlockIndex]] = {}
         # Core: g_failed_blocks, blocks that failed validation themselves (not as a descendant).
@@ -148,7 +217,7 @@ class BlockTree:
         while queue:
             walk = queue.pop(0)
             walk.chain_tx = (walk.prev.chain_tx if walk.prev is not None else 0) + walk.tx_count
-            walk.sequence_id = self._next_sequence_id
+            self.set_sequence_id(walk, self._next_sequence_id)
             self._next_sequence_id += 1
             if active_tip is None or not work_key(walk) < work_key(active_tip):
                 self.candidates.add(walk)
@@ -157,12 +226,21 @@ class BlockTree:
     # -- chain selection -----------------------------------------------------------------------
 
     def best_candidate(self) -> BlockIndex | None:
-        return max(self.candidates, key=work_key, default=None)
+        return self.candidates.best()
 
     def prune_candidates(self, tip: BlockIndex) -> None:
         """Core: PruneBlockIndexCandidates, drop candidates worse than the tip (never the tip)."""
-        tip_key = work_key(tip)
-        self.candidates = {c for c in self.candidates if not work_key(c) < tip_key}
+        self.candidates.prune_worse_than(tip)
+
+    def set_sequence_id(self, index: BlockIndex, sequence_id: int) -> None:
+        """Change a block's sequence id, re-filing it among the candidates if it is one."""
+        if index.sequence_id == sequence_id:
+            return
+        was_candidate = index in self.candidates
+        self.candidates.discard(index)
+        index.sequence_id = sequence_id
+        if was_candidate:
+            self.candidates.add(index)
 
     def add_candidates_at_least(self, tip: BlockIndex | None, blocks: Iterable[BlockIndex]) -> None:
         """Re-add every block that could be a tip no worse than `tip` (after invalidate/reconsider)."""

@@ -84,7 +84,7 @@ def precious_block(cs: ChainState, block_hash: bytes) -> ValidationState:
             tree.reverse_sequence_id = -1
         tree.last_precious_work = tip.chain_work
         tree.candidates.discard(index)
-        index.sequence_id = tree.reverse_sequence_id
+        tree.set_sequence_id(index, tree.reverse_sequence_id)
         if tree.reverse_sequence_id > -(1 << 31):
             tree.reverse_sequence_id -= 1
         if index.is_valid(BLOCK_VALID_TRANSACTIONS) and index.chain_tx:

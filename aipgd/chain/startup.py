@@ -148,7 +148,7 @@ def load_chain_tip(cs: ChainState) -> None:
     cs.read_block(index)
     cs.chain.set_tip(index)
     # On a restart the tip keeps its place among tips of equal work.
-    index.sequence_id = 0
+    cs.tree.set_sequence_id(index, 0)
     cs.tree.candidates.add(index)
     cs.tree.prune_candidates(index)
     date = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(index.time))
