@@ -24,9 +24,9 @@ from aipgd.config import interpret_bool
 from aipgd.datadir import NETWORKS, default_datadir, network_dir
 from aipgd.options import CONF_FILENAME, version_string
 from rpc.auth import COOKIE_FILENAME, read_cookie
+from rpc.cli_params import PARAMS
 from rpc.errors import RPCErrorCode
 from rpc.jsonutil import dumps, loads
-from rpc.methods import build_table
 from rpc.registry import Kind
 
 DEFAULT_RPCCONNECT = "127.0.0.1"
@@ -213,14 +213,12 @@ def _parse_json_word(word: str) -> Any:
 
 def convert_params(method: str, words: list[str], named: bool) -> Any:
     """Core: RPCConvertValues / RPCConvertNamedValues, driven by the server's own declarations."""
-    declared = build_table().get(method)
     kinds: dict[str, Kind] = {}
     order: list[Kind] = []
-    if declared is not None:
-        for param in declared.params:
-            order.append(param.kind)
-            for name in param.names:
-                kinds[name] = param.kind
+    for param_name, param_kind in PARAMS.get(method, ()):
+        order.append(param_kind)
+        for name in param_name.split("|"):
+            kinds[name] = param_kind
     if not named:
         out: list[Any] = []
         for i, word in enumerate(words):

@@ -3,7 +3,9 @@
 Owns the /rest/ URL scheme (block, block/notxdetails, tx, headers, chaininfo, mempool/info,
 mempool/contents, getutxos), its .bin/.hex/.json formats, status codes and error texts. It runs on
 the RPC server's worker threads and reads the chain only through NodeInterface (and the JSON-RPC
-methods whose results it shares). There is no mempool yet: its resources answer as an empty one.
+methods whose results it shares): /rest/chaininfo answers what getblockchaininfo does, and
+/rest/mempool/info and /rest/mempool/contents what getmempoolinfo and getrawmempool(true) do (Core:
+rest_mempool_info's mempoolInfoToJSON, rest_mempool_contents' mempoolToJSON(true)).
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ from rpc.txjson import block_json, header_json, script_pubkey_json, tx_to_json
 
 MAX_GETUTXOS_OUTPOINTS = 15  # Core: rest.cpp
 MAX_REST_HEADERS_RESULTS = 2000
-# Core: DEFAULT_MAX_MEMPOOL_SIZE (MB), reported by /rest/mempool/info.
-DEFAULT_MAX_MEMPOOL_BYTES = 300 * 1_000_000
 _FORMATS = ("bin", "hex", "json")
 _BIN = "application/octet-stream"
 _TEXT = "text/plain"
@@ -139,15 +139,11 @@ def _rest_json_only(fmt: str, value: Callable[[], Any]) -> Reply:
     return Reply(200, (dumps(value()) + "\n").encode(), _JSON)
 
 
-def _chaininfo(ctx: RPCContext) -> Any:
-    method = ctx.table.get("getblockchaininfo")
+def _rpc_result(ctx: RPCContext, name: str, args: list[Any]) -> Any:
+    """The result of JSON-RPC method `name` called with `args`, so REST shares its JSON."""
+    method = ctx.table.get(name)
     assert method is not None
-    return method.handler(ctx, [])
-
-
-def _mempool_info() -> dict[str, Any]:
-    return {"size": 0, "bytes": 0, "usage": 0, "maxmempool": DEFAULT_MAX_MEMPOOL_BYTES,
-            "mempoolminfee": amount_value(0)}
+    return method.handler(ctx, args)
 
 
 def _rest_getutxos(ctx: RPCContext, param: str, fmt: str, body: bytes) -> Reply:
@@ -236,9 +232,12 @@ def handle_rest(ctx: RPCContext, path: str, body: bytes, warmup_status: str | No
         ("/rest/tx/", lambda p, f: _rest_tx(ctx, p, f)),
         ("/rest/block/notxdetails/", lambda p, f: _rest_block(ctx, p, f, False)),
         ("/rest/block/", lambda p, f: _rest_block(ctx, p, f, True)),
-        ("/rest/chaininfo", lambda p, f: _rest_json_only(f, lambda: _chaininfo(ctx))),
-        ("/rest/mempool/info", lambda p, f: _rest_json_only(f, _mempool_info)),
-        ("/rest/mempool/contents", lambda p, f: _rest_json_only(f, dict)),
+        ("/rest/chaininfo",
+         lambda p, f: _rest_json_only(f, lambda: _rpc_result(ctx, "getblockchaininfo", []))),
+        ("/rest/mempool/info",
+         lambda p, f: _rest_json_only(f, lambda: _rpc_result(ctx, "getmempoolinfo", []))),
+        ("/rest/mempool/contents",
+         lambda p, f: _rest_json_only(f, lambda: _rpc_result(ctx, "getrawmempool", [True]))),
         ("/rest/headers/", lambda p, f: _rest_headers(ctx, p, f)),
         ("/rest/getutxos", lambda p, f: _rest_getutxos(ctx, p, f, body)),
     ]

@@ -555,10 +555,8 @@ class ConnectionManager:
             for peer in list(self.peers.values()):
                 self._check_timeouts(peer, now)
                 if not peer.closed:
-                    if peer.ping_requested:
-                        peer.ping_requested = False
-                        peer.stats.ping_start = 0.0
-                    self.logic.maybe_send_ping(peer)
+                    queued, peer.ping_requested = peer.ping_requested, False
+                    self.logic.maybe_send_ping(peer, queued)
             if self.sync is not None:
                 try:
                     self.sync.maintenance()

@@ -90,12 +90,14 @@ class PeerLogic:
         log_print(logger, "net", "send version message: version %d, blocks=%d, us=%s, them=%s, peer=%d",
                   PROTOCOL_VERSION, version.start_height, version.addr_from.service, peer.service, peer.id)
 
-    def maybe_send_ping(self, peer: Peer) -> None:
-        """Core: SendMessages' ping: every PING_INTERVAL once no ping is outstanding."""
+    def maybe_send_ping(self, peer: Peer, queued: bool = False) -> None:
+        """Core: SendMessages' ping: every PING_INTERVAL once no ping is outstanding, or at once when the
+        ping RPC queued one (fPingQueued), replacing any outstanding nonce and restarting its clock."""
         now = self.clock()
-        if not peer.successfully_connected or peer.stats.ping_nonce_sent:
+        if not peer.successfully_connected:
             return
-        if now - peer.stats.ping_start < peer.limits.ping_interval:
+        due = not peer.stats.ping_nonce_sent and now - peer.stats.ping_start >= peer.limits.ping_interval
+        if not (queued or due):
             return
         nonce = secrets.randbits(64) or 1
         peer.stats.ping_nonce_sent = nonce

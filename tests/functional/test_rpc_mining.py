@@ -33,6 +33,7 @@ from aipgd.mining.assembler import coinbase_script_sig
 
 ADDR_ONE = "mrCDrCybB6J1vRfbwM5hemdJz73FwDBC8r"
 P2PKH_ONE = "76a914751e76e8199196d454941c45d1b3a323f1433bd688ac"
+WIF_ONE = "cMahea7zqjxrtgAbB7LSGbcQUr1uX1ojuat9jZodMN87JcbXMTcA"  # the key of ADDR_ONE
 
 
 @pytest.fixture(scope="module")
@@ -429,6 +430,18 @@ def test_rest_formats(mining_node: tuple[TestNode, Any], rpc: RPCProxy) -> None:
     too_many = "/".join(f"{txid}-{n}" for n in range(16))
     assert b"max outpoints exceeded" in _get(port, f"/rest/getutxos/{too_many}.json")[2]
     assert hash_to_hex(hex_to_hash(tip)) == tip and tip != REGTEST_GENESIS_HASH
+    # With a transaction in the pool, the mempool resources answer what getmempoolinfo and
+    # getrawmempool(true) do (Core: rest_mempool_info, rest_mempool_contents).
+    rpc.generate(max(0, 101 - rpc.getblockcount()))
+    coinbase = rpc.getblock(rpc.getblockhash(1))["tx"][0]
+    value = rpc.gettxout(coinbase, 0)["value"]
+    raw = rpc.createrawtransaction([{"txid": coinbase, "vout": 0}], {ADDR_ONE: str(value - Decimal("0.01"))})
+    sent = rpc.sendrawtransaction(rpc.signrawtransaction(raw, [], [WIF_ONE])["hex"])
+    contents = json.loads(_get(port, "/rest/mempool/contents.json")[2], parse_float=Decimal)
+    assert list(contents) == [sent] and contents == rpc.getrawmempool(True)
+    info = json.loads(_get(port, "/rest/mempool/info.json")[2], parse_float=Decimal)
+    assert info["size"] == 1 and info == rpc.getmempoolinfo()
+    assert _get(port, "/rest/mempool/info.bin")[0] == 404
 
 
 def test_rest_is_off_by_default_and_gbt_needs_peers_on_testnet(make_node: Any) -> None:
