@@ -11,7 +11,7 @@ import struct
 from collections.abc import Iterable
 from pathlib import Path
 
-from aipgd.chain.dbwrapper import REINDEX_ADVICE, DatabaseError, LevelDB
+from aipgd.chain.dbwrapper import REINDEX_ADVICE, LevelDB, LevelDBStore
 from aipgd.chain.diskformat import BlockFileInfo, DiskBlockIndex
 from aipgd.core.serialize import DeserializationError
 
@@ -39,32 +39,14 @@ def _file_key(n: int) -> bytes:
     return DB_BLOCK_FILES + _I32.pack(n)
 
 
-class BlockTreeDB:
+class BlockTreeDB(LevelDBStore):
     """blocks/index (no obfuscation, as in Core)."""
 
     name = "block index database"
 
     def __init__(self, path: Path, *, wipe: bool = False) -> None:
-        self._db = LevelDB(path, label="block index", obfuscate=False, cache_bytes=BLOCK_TREE_CACHE_BYTES,
-                           wipe=wipe)
-
-    @property
-    def path(self) -> Path:
-        return self._db.path
-
-    def start(self) -> None:
-        self._db.open()
-
-    def stop(self) -> None:
-        self._db.close()
-
-    def _corrupt(self, what: str, exc: Exception) -> DatabaseError:
-        return DatabaseError(f"Error reading {what} from the block index database {self.path}: {exc}. "
-                             f"{REINDEX_ADVICE}")
-
-    def wipe(self) -> None:
-        """Start an empty block index (Core: CBlockTreeDB with fWipe, -reindex)."""
-        self._db.wipe()
+        super().__init__(LevelDB(path, label="block index", obfuscate=False,
+                                 cache_bytes=BLOCK_TREE_CACHE_BYTES, advice=REINDEX_ADVICE, wipe=wipe))
 
     def read_reindexing(self) -> bool:
         return self._db.exists(DB_REINDEX_FLAG)

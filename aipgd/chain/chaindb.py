@@ -11,7 +11,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from aipgd.chain.coins import Coin
-from aipgd.chain.dbwrapper import REINDEX_CHAINSTATE_ADVICE, DatabaseError, LevelDB
+from aipgd.chain.dbwrapper import REINDEX_CHAINSTATE_ADVICE, LevelDB, LevelDBStore
 from aipgd.core.serialize import ByteReader, DeserializationError, ser_compact_size, ser_varint
 from aipgd.core.transaction import OutPoint
 from aipgd.core.uint256 import ZERO_HASH
@@ -41,32 +41,14 @@ def outpoint_from_key(key: bytes) -> OutPoint:
     return OutPoint(txid, n)
 
 
-class ChainStateDB:
+class ChainStateDB(LevelDBStore):
     """chainstate/ (obfuscated, as in Core)."""
 
     name = "chainstate database"
 
     def __init__(self, path: Path, *, wipe: bool = False) -> None:
-        self._db = LevelDB(path, label="chainstate", obfuscate=True, cache_bytes=COINS_DB_CACHE_BYTES,
-                           advice=REINDEX_CHAINSTATE_ADVICE, wipe=wipe)
-
-    @property
-    def path(self) -> Path:
-        return self._db.path
-
-    def start(self) -> None:
-        self._db.open()
-
-    def stop(self) -> None:
-        self._db.close()
-
-    def wipe(self) -> None:
-        """Start from an empty UTXO set (-reindex, -reindex-chainstate)."""
-        self._db.wipe()
-
-    def _corrupt(self, what: str, detail: object) -> DatabaseError:
-        return DatabaseError(f"Error reading {what} from the chainstate database {self.path}: {detail}. "
-                             f"{REINDEX_CHAINSTATE_ADVICE}")
+        super().__init__(LevelDB(path, label="chainstate", obfuscate=True, cache_bytes=COINS_DB_CACHE_BYTES,
+                                 advice=REINDEX_CHAINSTATE_ADVICE, wipe=wipe))
 
     def has_legacy_coins(self) -> bool:
         """Core: CCoinsViewDB::NeedsUpgrade (the old per-transaction `c` records)."""

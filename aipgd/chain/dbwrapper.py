@@ -208,3 +208,31 @@ class LevelDB:
             "Check free disk space and the directory's permissions.")
         return DatabaseError(f"Fatal LevelDB error: could not {action} {self.label} database "
                              f"{self.path}: {text}. {advice}")
+
+
+class LevelDBStore:
+    """A Node component over one LevelDB: open at start, close at stop, wipe for a rebuild, and
+    corruption errors that name the database and the flag that repairs it (the LevelDB's advice)."""
+
+    name = "database"
+
+    def __init__(self, db: LevelDB) -> None:
+        self._db = db
+
+    @property
+    def path(self) -> Path:
+        return self._db.path
+
+    def start(self) -> None:
+        self._db.open()
+
+    def stop(self) -> None:
+        self._db.close()
+
+    def wipe(self) -> None:
+        """Start empty (Core: CDBWrapper with fWipe: -reindex, -reindex-chainstate)."""
+        self._db.wipe()
+
+    def _corrupt(self, what: str, detail: object) -> DatabaseError:
+        return DatabaseError(f"Error reading {what} from the {self.name} {self.path}: {detail}. "
+                             f"{self._db.advice}")
