@@ -6,6 +6,7 @@ know any particular command: those live in aipgd.net.messages and aipgd.net.bloc
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -19,15 +20,17 @@ class DecodeContext:
     kawpow_activation_time: int
 
 
-class Message:
+class Message(ABC):
+    """Every command implements both directions of its payload encoding."""
+
     command: ClassVar[str]
 
-    def serialize(self) -> bytes:
-        raise NotImplementedError
+    @abstractmethod
+    def serialize(self) -> bytes: ...
 
     @classmethod
-    def read(cls, r: ByteReader, ctx: DecodeContext) -> Message:
-        raise NotImplementedError
+    @abstractmethod
+    def read(cls, r: ByteReader, ctx: DecodeContext) -> Message: ...
 
 
 class EmptyMessage(Message):

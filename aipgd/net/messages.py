@@ -402,6 +402,11 @@ class UnknownMessage(Message):
     def serialize(self) -> bytes:
         return self.payload
 
+    @classmethod
+    def read(cls, r: ByteReader, ctx: DecodeContext) -> UnknownMessage:
+        """The whole payload, unparsed; `decode_message` names the command it came with."""
+        return cls("", r.read(r.remaining, "unknown message payload"))
+
 
 __all__ = [
     "Addr", "AssetData", "AssetNotFound", "BlockMessage", "BlockTxn", "CmpctBlock", "DecodeContext",
@@ -434,7 +439,7 @@ def decode_message(command: str, payload: bytes, ctx: DecodeContext) -> Message:
     """
     cls = MESSAGE_TYPES.get(command)
     if cls is None:
-        return UnknownMessage(command, payload)
+        return UnknownMessage(command, payload)  # no parsing: keep the bytes under their command
     try:
         return cls.read(ByteReader(payload), ctx)
     except DeserializationError as exc:

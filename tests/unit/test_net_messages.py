@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from aipgd.core.block import Block, BlockHeader
 from aipgd.core.params import get_params
-from aipgd.core.serialize import ser_compact_size
+from aipgd.core.serialize import ByteReader, ser_compact_size
 from aipgd.core.transaction import OutPoint, Transaction, TxIn, TxOut
 from aipgd.net import messages as m
 from aipgd.net.netaddress import NetAddr, Service
@@ -208,3 +208,11 @@ def test_frame_decoder_garbage_only_raises_protocol_error(chunks: list[bytes]) -
                 m.decode_message(command, payload, CTX)
     except ProtocolError:
         pass
+
+
+def test_unknown_command_keeps_its_payload() -> None:
+    message = m.decode_message("assetmagic", b"\x01\x02\x03", CTX)
+    assert isinstance(message, m.UnknownMessage)
+    assert m.command_of(message) == "assetmagic"
+    assert message.serialize() == b"\x01\x02\x03"
+    assert m.UnknownMessage.read(ByteReader(b"\x09"), CTX).payload == b"\x09"
