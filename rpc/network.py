@@ -116,6 +116,8 @@ def _peer_json(connman: Any, peer: Any, now: float) -> dict[str, Any]:
             "synced_blocks": st.last_common_block.height if st.last_common_block is not None else -1,
             "inflight": in_flight,
             "whitelisted": peer.whitelisted,
+            # Bitcoin Core 0.18's field (AIPG Core lacks it): the feefilter this peer sent us, per kB.
+            "minfeefilter": amount_value(peer.fee_filter),
             "bytessent_per_msg": dict(sorted(stats.bytes_sent_per_msg.items())),
             "bytesrecv_per_msg": dict(sorted(stats.bytes_recv_per_msg.items())),
         }
@@ -337,7 +339,8 @@ GETPEERINFO_HELP = (
     '"version": v, "subver": "/aipgd:x.x.x/", "inbound": true|false, "addnode": '
     'true|false, "startingheight": n, "banscore": n, "synced_headers": n, '
     '"synced_blocks": n, "inflight": [n, ...], "whitelisted": true|false, '
-    '"bytessent_per_msg": {}, "bytesrecv_per_msg": {} }, ... ]\n' + examples("getpeerinfo")
+    '"minfeefilter": x.xxxxxxxx, "bytessent_per_msg": {}, "bytesrecv_per_msg": {} }, ... ]\n'
+    + examples("getpeerinfo")
 )
 GETNETWORKINFO_HELP = (
     "getnetworkinfo\nReturns an object containing various state info regarding P2P networking.\n"

@@ -141,6 +141,9 @@ def test_transactions_relay_orphans_wait_for_parents_and_fill_compact_blocks(
     coinbases = [hex_to_hash(ra.getblock(h)["tx"][0]) for h in hashes[:2]]
     value = int(Decimal(str(ra.gettxout(coinbases[0][::-1].hex(), 0)["value"])) * COIN)
 
+    # b sends a feefilter of MAX_MONEY while in initial download and lifts it once synced; a
+    # transaction announced before the lift is filtered for good (as in Core), so wait for it.
+    wait_until(lambda: all(p["minfeefilter"] < 1 for p in ra.getpeerinfo()), what="b's feefilter lifted")
     # a's transaction reaches b by inv / getdata / tx.
     tx = _spend(coinbases[0], value)
     assert ra.sendrawtransaction(tx.serialize().hex()) == tx.txid_hex
