@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Script verification benchmark: our interpreter against raw libsecp256k1 on the same signatures.
 
-Builds synthetic signed transactions (P2PKH inputs, and 2-of-3 P2SH multisig inputs), then
+Builds synthetic signed transactions (P2PKH inputs, and 2-of-3 P2SH multisig inputs signed by
+keys 2+3 and by keys 1+2 of 3), then
 verifies every input with `verify_script` (standard flags, sighash midstates shared per tx)
 on 1 and 2 threads, and verifies the same (pubkey, signature, sighash) triples with coincurve
 alone. Prints inputs/s, the interpreter overhead (raw rate / our rate) and the 2-thread
@@ -86,10 +87,36 @@ def build_p2pkh(n_inputs: int) -> tuple[list[Job], list[RawCheck]]:
     return jobs, raw
 
 
-def build_multisig(n_inputs: int) -> tuple[list[Job], list[RawCheck]]:
-    """Transactions of INPUTS_PER_TX 2-of-3 P2SH multisig inputs each."""
+def multisig_visits(signers: Sequence[int], n_keys: int) -> list[tuple[int, int]]:
+    """The (signature, key) pairs Core's CHECKMULTISIG loop verifies for signatures by `signers`.
+
+    The loop starts at the top signature (the last signer) and the top key (the last key) and
+    moves to the next key after every check, to the next signature only after a match; so a
+    signature is also checked against every key above its own that no later signature took.
+    """
+    visits: list[tuple[int, int]] = []
+    key = n_keys - 1
+    for sig in reversed(range(len(signers))):
+        while True:
+            visits.append((sig, key))
+            key -= 1
+            if key + 1 == signers[sig]:
+                break
+    return visits
+
+
+def build_multisig(n_inputs: int, signers: Sequence[int] = (0, 1),
+                   ) -> tuple[list[Job], list[RawCheck], list[RawCheck]]:
+    """Transactions of INPUTS_PER_TX 2-of-3 P2SH multisig inputs each, signed by keys `signers`.
+
+    Returns the jobs, the signatures' own (key, signature, sighash) triples, and the checks
+    CHECKMULTISIG's rule performs for them (the same, plus one failing check per signature
+    that is tried against a key above its own).
+    """
     jobs: list[Job] = []
     raw: list[RawCheck] = []
+    rule: list[RawCheck] = []
+    visits = multisig_visits(signers, 3)
     for t in range(n_inputs // INPUTS_PER_TX):
         spends = []
         for j in range(INPUTS_PER_TX):
@@ -103,16 +130,19 @@ def build_multisig(n_inputs: int) -> tuple[list[Job], list[RawCheck]]:
         for j, (keys, pubs, redeem, _) in enumerate(spends):
             sighash = legacy_signature_hash(redeem, unsigned, j, SIGHASH_ALL)
             script_sig = bytes((Op.OP_0,))
-            for k in (0, 1):
+            ders = []
+            for k in signers:
                 der = keys[k].sign(sighash, hasher=None)
+                ders.append(der)
                 script_sig += push_data(der + bytes((SIGHASH_ALL,)))
                 raw.append((pubs[k], der, sighash))
+            rule += [(pubs[key], ders[sig], sighash) for sig, key in visits]
             sig_scripts.append(script_sig + push_data(redeem))
         tx = Transaction(2, tuple(TxIn(txin.prevout, sig_scripts[j], txin.sequence)
                                   for j, txin in enumerate(unsigned.vin)), unsigned.vout, 0)
         data = PrecomputedTxData(tx)
         jobs += [(tx, j, spends[j][3], data) for j in range(INPUTS_PER_TX)]
-    return jobs, raw
+    return jobs, raw, rule
 
 
 def verify_jobs(jobs: Sequence[Job]) -> int:
@@ -152,6 +182,13 @@ def verify_raw(checks: Sequence[RawCheck]) -> int:
     return sum(1 for pub, der, sighash in checks if PublicKey(pub).verify(der, sighash, hasher=None))
 
 
+def verify_raw_all(checks: Sequence[RawCheck]) -> int:
+    """Runs every check whatever its answer (a rule's failing checks cost as much as passing ones)."""
+    for pub, der, sighash in checks:
+        PublicKey(pub).verify(der, sighash, hasher=None)
+    return len(checks)
+
+
 def fresh_jobs(jobs: Sequence[Job]) -> list[Job]:
     """The same inputs with empty sighash caches, so each timed run does the per-tx work again."""
     by_tx: dict[int, PrecomputedTxData] = {}
@@ -184,8 +221,13 @@ def best_of(repeat: int, work: Callable[[Sequence[object]], int], make: Callable
     return best
 
 
-def report(name: str, jobs: list[Job], raw: list[RawCheck], repeat: int, modes: Sequence[str]) -> None:
+def report(name: str, jobs: list[Job], raw: list[RawCheck], repeat: int, modes: Sequence[str],
+           rule: list[RawCheck] | None = None) -> None:
+    """Prints our rate against raw libsecp256k1 over the same signatures and, where the script rule
+    performs more checks than there are signatures (CHECKMULTISIG trying a key that isn't the
+    signature's), also against raw libsecp256k1 over the checks the rule performs."""
     n = len(jobs)
+    extra = rule is not None and len(rule) != len(raw)
     for mode in modes:
         label = name if mode == "input" else f"{name} batch"
         rates: dict[tuple[str, int], float] = {}
@@ -198,9 +240,14 @@ def report(name: str, jobs: list[Job], raw: list[RawCheck], repeat: int, modes: 
             base = best_of(repeat, verify_raw, lambda: raw, threads, len(raw))  # type: ignore[arg-type]
             rates["ours", threads] = n / ours
             rates["raw", threads] = n / base
-            print(f"{label}: {threads} thread(s): interpreter {n / ours:9.0f} inputs/s, "
-                  f"raw libsecp256k1 {n / base:9.0f} inputs/s ({len(raw) // n} verify/input), "
-                  f"overhead {base and ours / base:.2f}x")
+            line = (f"{label}: {threads} thread(s): interpreter {n / ours:9.0f} inputs/s, "
+                    f"raw libsecp256k1 {n / base:9.0f} inputs/s ({len(raw) // n} verify/input), "
+                    f"overhead {base and ours / base:.2f}x")
+            if extra and rule is not None:
+                base_rule = best_of(repeat, verify_raw_all, lambda: rule, threads, len(rule))  # type: ignore[arg-type]
+                line += (f"; vs the rule's {len(rule) / n:g} verify/input "
+                         f"({n / base_rule:.0f} inputs/s raw) {ours / base_rule:.2f}x")
+            print(line)
         print(f"{label}: 2-thread scaling: interpreter {rates['ours', 2] / rates['ours', 1]:.2f}x, "
               f"raw {rates['raw', 2] / rates['raw', 1]:.2f}x")
 
@@ -221,11 +268,15 @@ def main() -> None:
               f"ready in {time.perf_counter() - start:.1f}s")
     start = time.perf_counter()
     p2pkh = build_p2pkh(args.p2pkh)
-    multisig = build_multisig(args.multisig)
-    print(f"built {len(p2pkh[0])} P2PKH and {len(multisig[0])} multisig inputs "
+    # Signed by keys 2 and 3 of 3, CHECKMULTISIG verifies each signature once; signed by keys 1
+    # and 2, it first tries the top signature against key 3 (a failing check Core performs too).
+    multisig = {signers: build_multisig(args.multisig, signers) for signers in ((1, 2), (0, 1))}
+    print(f"built {len(p2pkh[0])} P2PKH and {len(multisig[1, 2][0])} multisig inputs per signer set "
           f"in {time.perf_counter() - start:.1f}s")
     report("P2PKH", *p2pkh, args.repeat, modes)
-    report("P2SH 2-of-3", *multisig, args.repeat, modes)
+    for signers, (jobs, raw, rule) in multisig.items():
+        keys = "+".join(str(k + 1) for k in signers)
+        report(f"P2SH 2-of-3 (keys {keys})", jobs, raw, args.repeat, modes, rule)
 
 
 if __name__ == "__main__":

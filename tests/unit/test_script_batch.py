@@ -338,7 +338,7 @@ def _mutated_inputs(jobs: list[Any], mutations: dict[str, Callable[[Items], byte
 @pytest.mark.parametrize("flags", FLAG_SETS, ids=lambda f: f"{f:#x}")
 def test_bench_transactions_corrupted(bench: ModuleType, flags: int) -> None:
     p2pkh, _ = bench.build_p2pkh(24)
-    multisig, _ = bench.build_multisig(16)
+    multisig, _, _ = bench.build_multisig(16)
     inputs = _mutated_inputs(p2pkh, _p2pkh_mutations()) + _mutated_inputs(multisig, _multisig_mutations())
     results = _assert_batch_matches(inputs, flags)
     assert _assert_template_exact(inputs, flags) > 20
@@ -352,7 +352,7 @@ def test_bench_transactions_corrupted(bench: ModuleType, flags: int) -> None:
 def test_bench_transactions_random_byte_changes(bench: ModuleType) -> None:
     rng = random.Random(20240601)
     p2pkh, _ = bench.build_p2pkh(40)
-    multisig, _ = bench.build_multisig(40)
+    multisig, _, _ = bench.build_multisig(40)
     inputs = []
     for tx, n_in, spk, _ in p2pkh + multisig:
         script_sig = tx.vin[n_in].script_sig
@@ -366,7 +366,7 @@ def test_bench_transactions_random_byte_changes(bench: ModuleType) -> None:
 
 def test_bench_transactions_all_valid_in_one_batch(bench: ModuleType) -> None:
     p2pkh, _ = bench.build_p2pkh(300)
-    multisig, _ = bench.build_multisig(100)
+    multisig, _, _ = bench.build_multisig(100)
     inputs = [SpendInput(tx, n, spk, 50_000, data) for tx, n, spk, data in p2pkh + multisig]
     for threads in (1, 2, 3):
         results = verify_inputs_batch(inputs, STANDARD_SCRIPT_VERIFY_FLAGS, threads)
@@ -429,3 +429,23 @@ def test_inconsistent_flags_raise_like_verify_script(bench: ModuleType) -> None:
     with pytest.raises(ValueError):
         verify_inputs_batch(inputs, SCRIPT_VERIFY_CLEANSTACK, threads=3)
     assert threading.active_count() == before
+
+
+@pytest.mark.parametrize(("signers", "visits"), [
+    ((1, 2), [(1, 2), (0, 1)]),          # each signature checked once
+    ((0, 1), [(1, 2), (1, 1), (0, 0)]),  # the top signature tried against key 3 first
+    ((0, 2), [(1, 2), (0, 1), (0, 0)]),
+])
+def test_bench_multisig_signer_sets(bench: ModuleType, signers: tuple[int, int],
+                                     visits: list[tuple[int, int]]) -> None:
+    """The benchmark's count of the checks CHECKMULTISIG performs matches what verifying shows:
+    every extra check in its list fails, every signature's own check holds, and both signer
+    sets' transactions are valid."""
+    assert bench.multisig_visits(signers, 3) == visits
+    jobs, raw, rule = bench.build_multisig(8, signers)
+    assert len(raw) == 2 * len(jobs) and len(rule) == len(visits) * len(jobs)
+    assert bench.verify_raw(raw) == len(raw)
+    assert bench.verify_raw(rule) == len(raw)  # the others are the rule's failing tries
+    inputs = [SpendInput(tx, n, spk, 50_000, data) for tx, n, spk, data in jobs]
+    assert all(r is ScriptError.SCRIPT_ERR_OK
+               for r in verify_inputs_batch(inputs, STANDARD_SCRIPT_VERIFY_FLAGS, 2))
