@@ -30,13 +30,24 @@ from pouw.receipt import EmbeddingOutput, ExecutionFacts, FinishReason, Receipt,
 from pouw.router import ModelOffer, WorkerInfo
 from pouw.signing import PouwKey, sign_receipt
 
-__all__ = ["JobFailedError", "JobOutcome", "LocalWorker", "TextSink"]
+__all__ = ["JobFailedError", "JobOutcome", "LocalWorker", "TextSink", "prompt_tokens_for"]
 
 # Called with each piece of final text as it is generated (SSE streaming); may be async.
 TextSink = Callable[[str], Awaitable[None] | None]
 
 _FINISH = {"stop": FinishReason.STOP, "length": FinishReason.LENGTH, "eos": FinishReason.EOS,
            "cancelled": FinishReason.CANCELLED}
+
+
+def prompt_tokens_for(backend: InferenceBackend, spec: JobSpec) -> list[int]:
+    """The tokens an LLM job's input is evaluated as: the prompt, or the chat rendered with the
+    model's template. Workers and validators both use this, so they score the same context."""
+    if isinstance(spec.input, CompletionInput):
+        return backend.prompt_tokens(spec.input.prompt)
+    if not isinstance(spec.input, ChatInput):
+        raise ValueError("an embed job has no prompt tokens")
+    text = backend.apply_chat_template([(m.role.label, m.content) for m in spec.input.messages])
+    return backend.prompt_tokens(text, chat=True)
 
 
 class JobFailedError(Exception):
@@ -94,14 +105,6 @@ class LocalWorker:
 
     # --- generation -------------------------------------------------------------------------------
 
-    def _prompt_tokens(self, spec: JobSpec) -> list[int]:
-        backend = self.backend
-        if isinstance(spec.input, CompletionInput):
-            return backend.prompt_tokens(spec.input.prompt)
-        assert isinstance(spec.input, ChatInput)
-        text = backend.apply_chat_template([(m.role.label, m.content) for m in spec.input.messages])
-        return backend.prompt_tokens(text, chat=True)
-
     async def _generate(self, spec: JobSpec, stop: threading.Event, on_text: TextSink | None, started: int,
                         queued_ms: int) -> JobOutcome:
         assert spec.sampling is not None
@@ -115,7 +118,7 @@ class LocalWorker:
 
         def work() -> GenerationResult:
             try:
-                tokens = self._prompt_tokens(spec)
+                tokens = prompt_tokens_for(self.backend, spec)
                 context = self.backend_info.context_length
                 if context and len(tokens) + sampling.max_tokens > context:
                     raise ContextOverflowError(f"{len(tokens)} prompt tokens + max_tokens "
