@@ -71,7 +71,8 @@ def check(rig: Rig, spec: JobSpec, receipt: Receipt) -> tuple[Verdict, str]:
 def forged(receipt: Receipt, tokens: list[int], text: str, finish: FinishReason | None = None) -> Receipt:
     """The cheater's receipt: its own key, claimed tokens and text (consistent with each other)."""
     out = dataclasses.replace(receipt, worker_pubkey=CHEATER.pubkey,
-                              output=TokenOutput.from_text(tokens, text), usage=Usage(receipt.usage.prompt_tokens, len(tokens)),
+                              output=TokenOutput.from_text(tokens, text),
+                              usage=Usage(receipt.usage.prompt_tokens, len(tokens)),
                               finish_reason=finish or receipt.finish_reason, worker_signature=b"")
     return sign_receipt(out, CHEATER)
 
