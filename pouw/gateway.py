@@ -100,6 +100,8 @@ class JobGateway:
         self._clock = clock
         self._executors: dict[str, JobExecutor] = {}
         self.stats = GatewayStats()
+        # Called with each checked, stored receipt and its job (the validator, gossip).
+        self.receipt_listeners: list[Callable[[JobSpec, Receipt], None]] = []
 
     # --- workers -------------------------------------------------------------------------------------
 
@@ -229,6 +231,8 @@ class JobGateway:
         if spec.tier is Tier.PAID:
             receipt = sign_requester_ack(receipt, self.key)
         self.store.put_receipt(receipt)
+        for listener in self.receipt_listeners:
+            listener(spec, receipt)
         self.stats.completed += 1
         self.stats.prompt_tokens += receipt.usage.prompt_tokens
         self.stats.completion_tokens += receipt.usage.completion_tokens

@@ -144,6 +144,13 @@ class JobQueue:
         self._dispatch()
         return handle
 
+    def set_concurrency(self, max_concurrency: int) -> None:
+        """Follows the number of worker slots the node can reach (workers come and go); running jobs
+        above a lowered limit finish normally."""
+        self.max_concurrency = max(1, max_concurrency)
+        if not self._closed:
+            self._dispatch()
+
     def get(self, job_id: str) -> JobHandle | None:
         return self._jobs.get(job_id)
 
