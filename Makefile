@@ -36,12 +36,12 @@ run: sysdeps $(STAMP)
 	$(VENV)/bin/aipgd -regtest -datadir=$(DATADIR) -printtoconsole
 
 test: sysdeps $(STAMP)
-	$(PY) -m ruff check aipgd kawpow rpc tests contrib
+	$(PY) -m ruff check aipgd kawpow rpc pouw tests contrib
 	$(PY) -m mypy
 	$(PY) -m pytest -n $(JOBS) --dist loadfile tests
 
 lint: $(STAMP)
-	$(PY) -m ruff check aipgd kawpow rpc tests contrib
+	$(PY) -m ruff check aipgd kawpow rpc pouw tests contrib
 
 typecheck: $(STAMP)
 	$(PY) -m mypy

@@ -36,6 +36,7 @@ from aipgd.options import version_string
 
 if TYPE_CHECKING:
     from aipgd.net.connman import ConnectionManager
+    from pouw.service import PouwService
     from rpc.server import RPCServer
 
 logger = logging.getLogger(__name__)
@@ -101,6 +102,16 @@ class Node:
             listeners.append(zmq_notifier)
             self.mempool.tx_listeners.append(zmq_notifier.transaction_added)
         listeners.append(self.mempool)
+        # Proof of Useful Work (-pouw, -pouwapi, -pouwvalidator); its options are checked even when off.
+        from pouw.config import pouw_config
+
+        pouw_settings = pouw_config(config.args, config.network, config.datadir)
+        self.pouw: PouwService | None = None
+        if pouw_settings.enabled:
+            from pouw.service import PouwService
+
+            self.pouw = PouwService(pouw_settings, netdir, loop=loop,
+                                    tip_hash=self._tip_hash)
         # The RPC server needs the event loop it serves on; -server=0 (or no loop) runs without it.
         self.rpc_server: RPCServer | None = None
         if loop is not None and config.args.get_bool("server", True):
@@ -115,6 +126,7 @@ class Node:
                 options={"deprecatedrpc": tuple(config.args.get_all("deprecatedrpc")),
                          "rest": config.args.get_bool("rest", False),
                          "miningaddress": config.args.get("miningaddress") or ""})
+            self.rpc_server.ctx.pouw = self.pouw
         # P2P needs the event loop too; it starts once the chain is loaded (Core: CConnman::Start).
         self.connman: ConnectionManager | None = None
         if loop is not None:
@@ -133,12 +145,18 @@ class Node:
         net: tuple[Component, ...] = (self.connman,) if self.connman is not None else ()
         # Core: the HTTP server starts before the chain loads, answering RPC_IN_WARMUP meanwhile.
         rpc: tuple[Component, ...] = (self.rpc_server,) if self.rpc_server is not None else ()
+        # PoUW starts before the RPC server so that its RPCs never meet a closed key store.
+        pouw: tuple[Component, ...] = (self.pouw,) if self.pouw is not None else ()
         self._components: tuple[Component, ...] = (
-            self.datadir_lock, self.logging, self.pid_file, *rpc, self.block_store, self.block_tree,
+            self.datadir_lock, self.logging, self.pid_file, *pouw, *rpc, self.block_store, self.block_tree,
             self.coins_db, self.chainstate, *listeners, self.importer, *net,
         )
         self._started: list[Component] = []
         self.shutdown_errors: list[str] = []
+
+    def _tip_hash(self) -> bytes:
+        tip = self.chainstate.tip
+        return tip.block_hash if tip is not None else bytes(32)
 
     @property
     def logging_started(self) -> bool:

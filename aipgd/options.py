@@ -58,7 +58,9 @@ GROUP_RPC = "RPC server options:"
 GROUP_CONNECTION = "Connection options:"
 GROUP_ZMQ = "ZeroMQ notification options:"
 GROUP_RELAY = "Node relay options:"
-GROUP_ORDER = (GROUP_OPTIONS, GROUP_CONNECTION, GROUP_ZMQ, GROUP_CHAIN, GROUP_DEBUG, GROUP_RELAY, GROUP_RPC)
+GROUP_POUW = "Proof of Useful Work options:"
+GROUP_ORDER = (GROUP_OPTIONS, GROUP_CONNECTION, GROUP_ZMQ, GROUP_CHAIN, GROUP_DEBUG, GROUP_RELAY, GROUP_RPC,
+               GROUP_POUW)
 
 
 def _debug_help() -> str:
@@ -349,6 +351,64 @@ MEMPOOL_OPTIONS: tuple[Option, ...] = (
            "fees unless allowhighfees is set", GROUP_RELAY, arg="<amt>", default="1000.00"),
 )
 OPTIONS = OPTIONS + MEMPOOL_OPTIONS
+
+# The AI job layer (pouw/); values are checked by pouw.config, defaults live there too.
+POUW_OPTIONS: tuple[Option, ...] = (
+    Option("pouw", Kind.BOOL,
+           "Run a Proof of Useful Work worker: execute AI jobs on the models of -pouwmodel and -pouwbackend",
+           GROUP_POUW, default="0"),
+    Option("pouwapi", Kind.BOOL,
+           "Serve the OpenAI-compatible API (/v1/completions, /v1/chat/completions, /v1/embeddings, "
+           "/v1/models): free without a key, paid with one (see pouw_createapikey)", GROUP_POUW, default="0"),
+    Option("pouwapiport", Kind.INT,
+           "Listen for API connections on <port> (default: 8766, testnet: 18766, regtest: 18866)",
+           GROUP_POUW, arg="<port>"),
+    Option("pouwapibind", Kind.MULTI,
+           "Bind the API to the given address. Port is optional and overrides -pouwapiport. Use "
+           "[host]:port notation for IPv6. This option can be specified multiple times",
+           GROUP_POUW, arg="<addr>[:port]", default="127.0.0.1"),
+    Option("pouwmodel", Kind.MULTI,
+           "Serve the GGUF model file <path> as <name> through llama.cpp, in process. A relative path is "
+           "taken from the data directory. This option can be specified multiple times",
+           GROUP_POUW, arg="<name>=<path.gguf>"),
+    Option("pouwbackend", Kind.MULTI,
+           "Serve jobs through an OpenAI-compatible HTTP server (llama.cpp server, vLLM, Ollama); "
+           "without <name>, the server's /v1/models says which models it has. This option can be "
+           "specified multiple times", GROUP_POUW, arg="[<name>=]openai:<url>"),
+    Option("pouwconnect", Kind.MULTI,
+           "Exchange jobs, receipts and attestations with the PoUW node at <host:port>. This option can "
+           "be specified multiple times", GROUP_POUW, arg="<host:port>"),
+    Option("pouwthreads", Kind.INT, "CPU threads per llama.cpp model (0 = all cores)", GROUP_POUW,
+           arg="<n>", default="0"),
+    Option("pouwmaxconcurrency", Kind.INT, "Run at most <n> jobs at once (1 to 1024)", GROUP_POUW,
+           arg="<n>", default="1"),
+    Option("pouwjobtimeout", Kind.INT, "Give up on a job after <n> seconds (1 to 86400)", GROUP_POUW,
+           arg="<n>", default="120"),
+    Option("pouwfreerpm", Kind.INT,
+           "Requests per minute allowed to each free-tier client (0 = no free tier: an API key is "
+           "required)", GROUP_POUW, arg="<n>", default="10"),
+    Option("pouwfreetpm", Kind.INT,
+           "Tokens per minute allowed to each free-tier client (0 = no free tier)", GROUP_POUW, arg="<n>",
+           default="10000"),
+    Option("pouwpaidrpm", Kind.INT,
+           "Requests per minute allowed to each API key without a limit of its own", GROUP_POUW, arg="<n>",
+           default="600"),
+    Option("pouwpaidtpm", Kind.INT,
+           "Tokens per minute allowed to each API key without a limit of its own", GROUP_POUW, arg="<n>",
+           default="1000000"),
+    Option("pouwprice", Kind.STRING,
+           "Price (in AIPG per 1000 tokens) charged to API keys' credit", GROUP_POUW, arg="<amt>",
+           default="0.01"),
+    Option("pouwcheckrate", Kind.STRING,
+           "Fraction of receipts a validator re-checks (0 to 1)", GROUP_POUW, arg="<rate>", default="0.05"),
+    Option("pouwvalidator", Kind.BOOL, "Re-check sampled receipts and sign attestations", GROUP_POUW,
+           default="0"),
+    Option("pouwtrustedproxy", Kind.MULTI,
+           "Take free-tier clients' addresses from X-Forwarded-For when the connection comes from this "
+           "reverse proxy (an IP address or network). This option can be specified multiple times",
+           GROUP_POUW, arg="<ip>"),
+)
+OPTIONS = OPTIONS + POUW_OPTIONS
 
 # -h and -help are accepted spellings of -? (Core: AppInit checks all three).
 HELP_ALIASES = ("h", "help")

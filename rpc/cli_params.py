@@ -140,6 +140,37 @@ PARAMS: dict[str, tuple[tuple[str, Kind], ...]] = {
     ),
     "listbanned": (),
     "ping": (),
+    "pouw_createapikey": (
+        ("label", Kind.STR),
+        ("credit", Kind.AMOUNT),
+        ("trusted_only", Kind.BOOL),
+        ("requests_per_minute", Kind.INT),
+        ("tokens_per_minute", Kind.INT64),
+    ),
+    "pouw_creditapikey": (
+        ("id", Kind.STR),
+        ("amount", Kind.AMOUNT),
+    ),
+    "pouw_getjob": (
+        ("job_id", Kind.STR),
+    ),
+    "pouw_getreceipt": (
+        ("receipt_id", Kind.STR),
+    ),
+    "pouw_getstats": (),
+    "pouw_listapikeys": (),
+    "pouw_listworkers": (),
+    "pouw_revokeapikey": (
+        ("id", Kind.STR),
+    ),
+    "pouw_submitjob": (
+        ("request", Kind.OBJ),
+        ("wait", Kind.BOOL),
+    ),
+    "pouw_verifyreceipt": (
+        ("receipt", Kind.STR),
+        ("job", Kind.STR),
+    ),
     "pprpcsb": (
         ("header_hash", Kind.STR),
         ("mix_hash", Kind.STR),

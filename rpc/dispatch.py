@@ -53,6 +53,8 @@ class RPCContext:
     options: dict[str, Any] = field(default_factory=dict)
     # The P2P layer (rpc.network.NetworkView); None with no networking.
     net: Any = None
+    # The PoUW component (pouw.service.PouwService); None unless -pouw, -pouwapi or -pouwvalidator.
+    pouw: Any = None
     # Per-area state kept across calls (the mining templates for pprpcsb, prioritised deltas, ...).
     state: dict[str, Any] = field(default_factory=dict)
     active: dict[int, ActiveCommand] = field(default_factory=dict)

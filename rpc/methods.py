@@ -2,13 +2,26 @@
 
 from __future__ import annotations
 
-from rpc import blockchain, chaininfo, control, mempool, mining, network, rawtransaction, txlookup, util
+from rpc import (
+    blockchain,
+    chaininfo,
+    control,
+    mempool,
+    mining,
+    network,
+    pouw,
+    pouwjobs,
+    rawtransaction,
+    txlookup,
+    util,
+)
 from rpc.registry import RPCTable
 
 
 def build_table() -> RPCTable:
     table = RPCTable()
-    for area in (control, blockchain, chaininfo, mempool, mining, network, util, rawtransaction, txlookup):
+    for area in (control, blockchain, chaininfo, mempool, mining, network, util, rawtransaction, txlookup,
+                 pouw, pouwjobs):
         table.register(area.METHODS)
     return table
 

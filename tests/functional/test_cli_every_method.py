@@ -21,6 +21,7 @@ import pytest
 from framework import TestNode, wait_until
 from framework.p2p import RawPeer
 from framework.rpc import JSONRPCException, RPCProxy
+from framework.util import free_port
 
 import kawpow
 from aipgd.core.block import Block, BlockHeader
@@ -29,6 +30,7 @@ from aipgd.core.params import get_params
 from aipgd.core.transaction import NULL_OUTPOINT, Transaction, TxIn, TxOut
 from aipgd.core.uint256 import hex_to_hash
 from aipgd.mining.assembler import coinbase_script_sig
+from pouw.tinymodel import write_tiny_llama
 from rpc.methods import build_table
 from rpc.registry import Kind
 
@@ -90,6 +92,16 @@ CLI_WORDS: dict[str, tuple[str, ...]] = {
     "invalidateblock": ("{tip}",),
     "listbanned": (),
     "ping": (),
+    "pouw_createapikey": ("cli key", "2.5", "false", "30", "5000"),
+    "pouw_creditapikey": ("{keyid}", "1.5"),
+    "pouw_getjob": ("{jobid}",),
+    "pouw_getreceipt": ("{receiptid}",),
+    "pouw_getstats": (),
+    "pouw_listapikeys": (),
+    "pouw_listworkers": (),
+    "pouw_submitjob": ('{{"model": "tiny", "prompt": "cli", "max_tokens": 3, "temperature": 0}}',),
+    "pouw_verifyreceipt": ("{receiptid}",),
+    "pouw_revokeapikey": ("{keyid}",),
     "pprpcsb": ("{headerhash}", "{mixhash}", "{nonce}"),
     "preciousblock": ("{tip}",),
     "prioritisetransaction": ("{txid}", "0", "5000"),
@@ -118,7 +130,8 @@ CLI_WORDS: dict[str, tuple[str, ...]] = {
 STATE_CHANGING = (
     "prioritisetransaction", "savemempool", "generate", "generatetoaddress", "pprpcsb", "submitblock",
     "invalidateblock", "reconsiderblock", "preciousblock", "setban", "clearbanned", "addnode",
-    "disconnectnode", "setnetworkactive", "pruneblockchain", "stop",
+    "disconnectnode", "setnetworkactive", "pruneblockchain", "pouw_createapikey", "pouw_creditapikey",
+    "pouw_revokeapikey", "pouw_submitjob", "stop",
 )
 # Results that change from one call to the next: only their shape (keys, types) must agree.
 SHAPE_ONLY = frozenset({"uptime", "getmemoryinfo", "getnettotals", "getpeerinfo", "getrpcinfo", "ping",
@@ -187,8 +200,11 @@ def _printed(stdout: str, result: Any) -> Any:
 
 @pytest.fixture(scope="module")
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestNode]:
+    model = tmp_path_factory.mktemp("model") / "tiny.gguf"
+    write_tiny_llama(model, seed=3)
     node = TestNode(tmp_path_factory.mktemp("cli") / "node0", extra_args=[
-        f"-miningaddress={ADDR_ONE}", "-deprecatedrpc=estimatefee"])
+        f"-miningaddress={ADDR_ONE}", "-deprecatedrpc=estimatefee", "-pouwapi",
+        f"-pouwapiport={free_port()}", "-pouw", f"-pouwmodel=tiny={model}", "-pouwthreads=1"])
     node.start()
     yield node
     node.cleanup()
@@ -196,7 +212,8 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestNode]:
 
 def _prepare(node: TestNode, rpc: RPCProxy, cli: CLI) -> RawPeer:
     """101 blocks (coinbases pay ADDR_ONE), one signed transaction in the pool, one more signed but not
-    sent, and one raw P2P peer so the network methods have something to show."""
+    sent, one raw P2P peer so the network methods have something to show, one PoUW API key and one
+    PoUW job run on the node's own worker."""
     hashes = rpc.generate(101)
     cb1, cb2 = (rpc.getblock(h)["tx"][0] for h in hashes[:2])
     raw: dict[str, str] = {}
@@ -213,7 +230,9 @@ def _prepare(node: TestNode, rpc: RPCProxy, cli: CLI) -> RawPeer:
         raw, cb1=cb1, cb2=cb2, txid=txid, tip=rpc.getbestblockhash(), headerhash=tmpl["pprpcheader"],
         nextheight=tmpl["height"], target=tmpl["target"],
         signature=rpc.signmessagewithprivkey(WIF_ONE, "hello world"), proof=rpc.gettxoutproof([cb2]),
-        peerid=rpc.getpeerinfo()[0]["id"])
+        peerid=rpc.getpeerinfo()[0]["id"], keyid=rpc.pouw_createapikey("rpc key", 1)["id"])
+    job = rpc.pouw_submitjob({"model": "tiny", "prompt": "prepared", "max_tokens": 4})
+    cli.fields.update(jobid=job["job_id"], receiptid=job["receipt_id"])
     return peer
 
 
@@ -329,6 +348,22 @@ def _state_changing(node: TestNode, cli: CLI, rpc: RPCProxy, peer: RawPeer) -> N
         raise AssertionError("pruneblockchain succeeded on a node that does not prune")
     assert failed.returncode == abs(code) and failed.stdout == ""
     assert failed.stderr == f"error code: {code}\nerror message:\n{message}\n"
+
+    created = json.loads(cli.ok("pouw_createapikey"), parse_float=Decimal)
+    assert created["key"].startswith("aipg_sk_") and created["label"] == "cli key"
+    assert created["credit"] == Decimal("2.5") and created["trusted_only"] is False
+    new = {k["id"]: k for k in rpc.pouw_listapikeys()}[created["id"]]
+    assert (new["requests_per_minute"], new["tokens_per_minute"]) == (30, 5000)
+    assert json.loads(cli.ok("pouw_creditapikey"), parse_float=Decimal)["credit"] == Decimal("2.5")
+    assert cli.ok("pouw_revokeapikey") == "true\n"
+    assert {k["id"]: k for k in rpc.pouw_listapikeys()}[f["keyid"]]["revoked"] is True
+
+    completed = rpc.pouw_getstats()["completed"]
+    ran = json.loads(cli.ok("pouw_submitjob"))
+    assert ran["usage"]["completion_tokens"] <= 3 and ran["worker"] == "local-tiny"
+    assert rpc.pouw_getjob(ran["job_id"])["receipt_id"] == ran["receipt_id"]
+    assert rpc.pouw_getreceipt(ran["receipt_id"])["signature_valid"] is True
+    assert rpc.pouw_getstats()["completed"] == completed + 1
 
     assert cli.ok("stop") == "Aipg server stopping\n"
     assert node.wait_for_exit() == 0
