@@ -9,7 +9,7 @@ that compute dominates) and measures, alternating to share the machine's noise:
   receipt, the job store).
 Both use the same thread count. It prints tokens/s of each (completion tokens over the request's
 wall time), their ratio (target >= 0.9x), the job routing latency p50/p99 (submission to a worker
-starting the job, from `pouw_getstats` after a burst of short concurrent requests), and the
+starting the job, from `pouw_getstats` after a series of one-token requests), and the
 verification cost: the validator's teacher-forced check of the same outputs vs their generation.
 
 Usage: python contrib/bench/pouw_bench.py [--tokens 128] [--runs 5] [--threads 2] [--embd 384]
@@ -18,9 +18,7 @@ Usage: python contrib/bench/pouw_bench.py [--tokens 128] [--runs 5] [--threads 2
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -80,13 +78,44 @@ def node_run(client: Any, tokens: int) -> tuple[float, int]:
     return r.usage.completion_tokens / seconds, r.usage.completion_tokens
 
 
+def verification_cost(model: Path, threads: int, tokens: int, runs: int, n_ctx: int) -> None:
+    """A validator's teacher-forced check of an output vs generating it, on the same backend."""
+    from pouw.backends.llamacpp import LlamaCppBackend
+    from pouw.jobspec import SamplingParams
+    from pouw.verify import verify_llm_output
+
+    backend = LlamaCppBackend(model, n_threads=threads, n_ctx=n_ctx)
+    try:
+        prompt = backend.prompt_tokens(PROMPT)
+        gen_s, full_s, sampled_s = [], [], []
+        for seed in range(runs):
+            sampling = SamplingParams(max_tokens=tokens, temperature_milli=800, top_k=40, seed=seed)
+            start = time.perf_counter()
+            result = backend.generate(prompt, sampling)
+            gen_s.append(time.perf_counter() - start)
+            for positions, bucket in ((None, full_s), (list(range(0, len(result.tokens), 8)), sampled_s)):
+                start = time.perf_counter()
+                outcome = verify_llm_output(backend, prompt, result.tokens, sampling, result.finish_reason,
+                                            None, backend.eog_tokens, positions=positions)
+                bucket.append(time.perf_counter() - start)
+                assert outcome.verdict == "valid", outcome.reason
+        g, f, k = (statistics.median(x) * 1000 for x in (gen_s, full_s, sampled_s))
+        print(f"verification of {tokens}-token outputs (sampled, T=0.8, top_k 40): generation {g:.1f} ms, "
+              f"check of every position {f:.1f} ms ({f / g:.0%} of generation; target <= 25%), "
+              f"every 8th position {k:.1f} ms ({k / g:.0%})")
+    finally:
+        backend.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
+    # One thread by default: llama.cpp's worker threads spin, and on a busy 2-core machine two of them
+    # slow every decode step by 10x; pass --threads 2 on an idle machine.
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--embd", type=int, default=384, help="model width (4 layers)")
-    parser.add_argument("--burst", type=int, default=64, help="short requests for the routing latency")
+    parser.add_argument("--burst", type=int, default=64, help="short requests timed for the routing latency")
     args = parser.parse_args()
     import openai
 
@@ -131,15 +160,16 @@ def main() -> None:
         print(f"through the node: {n:8.1f} tokens/s (median of {len(through)}), ratio {n / d:.2f}x "
               "(target >= 0.9x)")
 
-        with concurrent.futures.ThreadPoolExecutor(16) as pool:
-            list(pool.map(lambda _: node_run(client, 1), range(args.burst)))
+        # Routing latency: one request at a time, so it is the node's own cost (admission, queue,
+        # routing, dispatch to the worker's thread), not time spent waiting behind other jobs.
+        before = rpc(rpc_port, datadir / "regtest" / ".cookie", "pouw_getstats")["completed"]
+        for _ in range(args.burst):
+            node_run(client, 1)
         stats = rpc(rpc_port, datadir / "regtest" / ".cookie", "pouw_getstats")
-        lat = stats.get("routing_latency_ms", {})
-        print(f"routing latency over {stats.get('completed')} jobs ({args.burst} sent 16 at a time, one "
-              f"worker slot): p50 {lat.get('p50')} ms, p99 {lat.get('p99')} ms (queue wait included)")
-        verify = stats.get("verification")
-        if verify:
-            print(f"verification: {verify}")
+        lat = stats["routing_latency_ms"]
+        print(f"routing latency (submission to the worker starting the job), {stats['completed'] - before} "
+              f"sequential requests, last {lat['samples']} jobs: p50 {lat['p50']} ms, p99 {lat['p99']} ms")
+        verification_cost(model, args.threads, args.tokens, args.runs, n_ctx)
     finally:
         if node is not None:
             node.terminate()
