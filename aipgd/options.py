@@ -403,6 +403,10 @@ POUW_OPTIONS: tuple[Option, ...] = (
            "Fraction of receipts a validator re-checks (0 to 1)", GROUP_POUW, arg="<rate>", default="0.05"),
     Option("pouwvalidator", Kind.BOOL, "Re-check sampled receipts and sign attestations", GROUP_POUW,
            default="0"),
+    Option("pouwtestcheat", Kind.STRING,
+           "Make this node's workers forge their outputs, to test validators (regtest only): random (random "
+           "tokens), truncate (half the output, claimed finished) or text (the requester gets other text)",
+           GROUP_DEBUG, arg="<mode>", debug_only=True, regtest_only=True),
     Option("pouwtrustedproxy", Kind.MULTI,
            "Take free-tier clients' addresses from X-Forwarded-For when the connection comes from this "
            "reverse proxy (an IP address or network). This option can be specified multiple times",

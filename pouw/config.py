@@ -32,6 +32,7 @@ DEFAULT_PAID_TPM = 1_000_000
 DEFAULT_PRICE = 1_000_000  # 0.01 AIPG per 1000 tokens, in the smallest unit
 DEFAULT_CHECK_RATE = Decimal("0.05")
 OPENAI_SCHEME = "openai:"
+CHEAT_MODES = ("random", "truncate", "text")
 
 # Model and backend names: what requests put in "model" (Ollama's "llama3.1:8b", HF's "org/name").
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}")
@@ -82,6 +83,7 @@ class PouwConfig:
     check_rate: Decimal = DEFAULT_CHECK_RATE
     validator: bool = False  # -pouwvalidator
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    test_cheat: str = ""  # -pouwtestcheat (regtest only): how this node's workers forge outputs
 
     @property
     def enabled(self) -> bool:
@@ -214,4 +216,13 @@ def pouw_config(args: ArgsManager, network: str, datadir: Path) -> PouwConfig:
         check_rate=_check_rate(args.get("pouwcheckrate")),
         validator=args.get_bool("pouwvalidator", False),
         trusted_proxies=tuple(_proxy(p) for p in args.get_all("pouwtrustedproxy")),
+        test_cheat=_test_cheat(args.get("pouwtestcheat")),
     )
+
+
+def _test_cheat(text: str | None) -> str:
+    if text is None or text == "":
+        return ""
+    if text not in CHEAT_MODES:
+        raise _invalid("pouwtestcheat", text, " or ".join(CHEAT_MODES))
+    return text

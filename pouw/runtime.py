@@ -174,7 +174,13 @@ class PouwRuntime:
         self.backends.append(backend)
         worker = LocalWorker(worker_id, backend, self.key, self.executor, trusted=True, clock=self._clock)
         self.local_workers.append(worker)
-        self.gateway.add_executor(worker)
+        if self.config.test_cheat:
+            from pouw.cheat import CheatingWorker
+            logger.warning("PoUW: -pouwtestcheat=%s: worker %s forges its outputs", self.config.test_cheat,
+                           worker_id)
+            self.gateway.add_executor(CheatingWorker(worker, self.config.test_cheat))
+        else:
+            self.gateway.add_executor(worker)
 
     def _update_concurrency(self) -> None:
         slots = sum(w.max_concurrency for w in self.directory.workers())

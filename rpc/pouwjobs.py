@@ -117,7 +117,8 @@ def _getjob(ctx: RPCContext, args: Args) -> Any:
     handle = runtime.queue.get(spec.id_hex)
     receipt = runtime.store.receipt_for_job(job_id)
     state = handle.state.value if handle is not None else ("done" if receipt is not None else "unknown")
-    out: dict[str, Any] = {"job_id": spec.id_hex, "job": spec.to_json(), "state": state}
+    out: dict[str, Any] = {"job_id": spec.id_hex, "job": spec.to_json(), "hex": spec.serialize().hex(),
+                           "state": state}
     if receipt is not None:
         out["receipt_id"] = receipt.id_hex
     return out
