@@ -137,7 +137,8 @@ class Node:
             self.connman = ConnectionManager(
                 lambda: connman_config(config.args, params, f"/aipgd:{version_string().lstrip('v')}/"),
                 params, netdir, ChainStateChainView(self.chainstate), loop,
-                progress=ProgressReporter(console), mempool=self.mempool)
+                progress=ProgressReporter(console), mempool=self.mempool,
+                pouw=self.pouw.gossip if self.pouw is not None else None)
             if self.rpc_server is not None:
                 from rpc.network import NetworkView
 

@@ -88,7 +88,7 @@ class PouwConfig:
     @property
     def enabled(self) -> bool:
         """Whether the node runs its PoUW component at all."""
-        return self.worker or self.api or self.validator
+        return self.worker or self.api or self.validator or bool(self.connect)
 
 
 def _invalid(name: str, value: str, expected: str) -> ConfigError:

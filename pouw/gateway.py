@@ -15,6 +15,7 @@ and never retry a streamed job on another worker once text has reached the reque
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 import time
@@ -33,6 +34,8 @@ from pouw.signing import PouwKey, sign_requester_ack, verify_receipt_signature
 from pouw.store import JobStore, parse_id
 from pouw.tiers import AdmissionPolicy, AdmissionRequest
 from pouw.worker import JobFailedError, JobOutcome
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["GatewayStats", "JobExecutor", "JobGateway", "token_budget"]
 
@@ -100,6 +103,8 @@ class JobGateway:
         self._clock = clock
         self._executors: dict[str, JobExecutor] = {}
         self.stats = GatewayStats()
+        # Workers this gateway does not hold itself (peers' workers, reached through the P2P layer).
+        self.executor_lookup: Callable[[str], JobExecutor | None] = lambda worker_id: None
         # Called with each checked, stored receipt and its job (the validator, gossip).
         self.receipt_listeners: list[Callable[[JobSpec, Receipt], None]] = []
 
@@ -112,6 +117,9 @@ class JobGateway:
     def remove_executor(self, worker_id: str) -> None:
         self._executors.pop(worker_id, None)
         self.directory.remove(worker_id)
+
+    def executor(self, worker_id: str) -> JobExecutor | None:
+        return self._executors.get(worker_id) or self.executor_lookup(worker_id)
 
     def list_models(self) -> list[ModelOffer]:
         return self.directory.models()
@@ -191,7 +199,7 @@ class JobGateway:
                 await on_text(text)
 
         async def attempt_on(worker: WorkerInfo, stop: threading.Event) -> JobOutcome:
-            executor = self._executors.get(worker.worker_id)
+            executor = self.executor(worker.worker_id)
             if executor is None:
                 raise WorkerLostError(f"worker {worker.worker_id} is gone")
             started = self._clock()
@@ -223,10 +231,16 @@ class JobGateway:
             raise ApiError(504, str(exc), type="server_error", code="timeout") from exc
         except JobCancelledError as exc:
             raise ApiError(499, str(exc), type="server_error", code="cancelled") from exc
+        except ApiError:
+            raise
         except JobFailedError as exc:
             status = 400 if exc.code in ("context-overflow", "model-mismatch") else 502
             kind = "server_error" if status == 502 else "invalid_request_error"
             raise ApiError(status, str(exc), type=kind, code=exc.code.replace("-", "_")) from exc
+        except Exception as exc:  # a worker's bug or bad data: the requester gets 502, the node goes on
+            logger.exception("PoUW: job %s failed on its worker", spec.id_hex)
+            raise ApiError(502, f"the worker failed: {exc}", type="server_error",
+                           code="worker_error") from exc
         receipt = self._checked(outcome.receipt, spec, worker)
         if spec.tier is Tier.PAID:
             receipt = sign_requester_ack(receipt, self.key)

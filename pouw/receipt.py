@@ -339,7 +339,10 @@ class Receipt:
             if self.execution.sampling is None:
                 raise PouwError(INVALID_FIELD, "an LLM receipt must echo its sampling parameters",
                                 "execution.sampling")
-            if self.usage.completion_tokens != len(self.output.token_ids):
+            # A worker behind a remote OpenAI-compatible server sees text, not token ids: its
+            # (non-deterministic) receipts carry no tokens, so no validator can re-check them.
+            text_only = not self.execution.deterministic and not self.output.token_ids
+            if not text_only and self.usage.completion_tokens != len(self.output.token_ids):
                 raise PouwError(INVALID_FIELD, f"{self.usage.completion_tokens} differs from the "
                                 f"{len(self.output.token_ids)} output tokens", "usage.completion_tokens")
         else:

@@ -18,6 +18,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,15 +34,17 @@ from pouw.backends.base import BackendError, InferenceBackend
 from pouw.config import PouwConfig
 from pouw.errors import PouwError
 from pouw.gateway import JobGateway
-from pouw.jobspec import JobSpec
-from pouw.queue import JobQueue
+from pouw.gossip import LocalAdvert, PouwGossip
+from pouw.jobspec import JobSpec, Tier
+from pouw.queue import PRIORITY_FREE, PRIORITY_PAID, JobQueue
 from pouw.receipt import Receipt
 from pouw.router import WorkerDirectory
 from pouw.signing import PouwKey
 from pouw.store import JobStore
 from pouw.tiers import AdmissionPolicy
 from pouw.validator import UncheckableError, Validator
-from pouw.worker import LocalWorker
+from pouw.wire import ModelCapability
+from pouw.worker import JobFailedError, JobOutcome, LocalWorker, TextSink
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,7 @@ __all__ = ["PouwRuntime", "load_or_create_key", "unhashed_model_id"]
 
 KEY_FILENAME = "worker.key"
 JOBS_DIRNAME = "jobs"
+MEASURE_TOKENS = 16
 _UNHASHED_TAG = b"aipg-pouw-unhashed-model:"
 
 
@@ -83,7 +87,8 @@ class PouwRuntime:
     """Everything of the PoUW service that lives on the event loop."""
 
     def __init__(self, config: PouwConfig, pouw_dir: Path, admission: AdmissionPolicy,
-                 loop: asyncio.AbstractEventLoop, *, tip_hash: Callable[[], bytes] | None = None,
+                 loop: asyncio.AbstractEventLoop, *, directory: WorkerDirectory | None = None,
+                 gossip: PouwGossip | None = None, tip_hash: Callable[[], bytes] | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.config = config
         self.dir = pouw_dir
@@ -92,10 +97,18 @@ class PouwRuntime:
         self._clock = clock
         self.key = load_or_create_key(pouw_dir / KEY_FILENAME)
         self.store = JobStore(pouw_dir / JOBS_DIRNAME)
-        self.directory = WorkerDirectory()
+        self.directory = directory if directory is not None else WorkerDirectory()
+        self.gossip = gossip
         self.queue = JobQueue(1, max_queued=4096)
         self.gateway = JobGateway(admission, self.queue, self.directory, self.store, self.key,
                                   job_timeout=float(config.job_timeout), clock=clock)
+        if gossip is not None:
+            # Peers' workers run jobs like local ones; receipts and attestations go out to the network.
+            self.gateway.executor_lookup = gossip.remote_worker
+            self.gateway.receipt_listeners.append(lambda spec, receipt: self._relay_receipt(receipt, spec))
+            gossip.receipt_listeners.append(self._on_peer_receipt)
+            gossip.attestation_listeners.append(self._on_peer_attestation)
+            gossip.caps_listeners.append(lambda caps, peer: self._update_concurrency())
         slots = config.max_concurrency * max(1, len(config.models) + len(config.backends))
         self.executor = ThreadPoolExecutor(max_workers=max(4, 2 * slots), thread_name_prefix="pouw")
         self.backends: list[InferenceBackend] = []
@@ -121,6 +134,8 @@ class PouwRuntime:
                 self.gateway.receipt_listeners.append(
                     lambda spec, receipt: self.spawn(self.consider(spec, receipt)))
             self._update_concurrency()
+            if self.gossip is not None and self.config.worker and self.local_workers:
+                self.gossip.set_local_worker(self._advert(), self.run_for_peer)
             if self.config.api:
                 await self._start_api()
         except BaseException:
@@ -155,7 +170,7 @@ class PouwRuntime:
             except (BackendError, OSError, ValueError) as exc:
                 raise InitError(f"-pouwmodel={model.name}={model.path}: cannot load the model: "
                                 f"{exc}") from exc
-            self._add_backend(backend, f"local-{model.name}")
+            await self._add_backend(backend, f"local-{model.name}")
         for spec in cfg.backends:
             def discover(url: str = spec.url, name: str | None = spec.name) -> list[InferenceBackend]:
                 from pouw.backends.openai_http import OpenAIHttpBackend
@@ -168,11 +183,19 @@ class PouwRuntime:
                 raise InitError(f"-pouwbackend={spec.name + '=' if spec.name else ''}openai:{spec.url}: "
                                 f"{exc}") from exc
             for backend in found:
-                self._add_backend(backend, f"http-{backend.info().model_name}")
+                await self._add_backend(backend, f"http-{backend.info().model_name}")
 
-    def _add_backend(self, backend: InferenceBackend, worker_id: str) -> None:
+    async def _add_backend(self, backend: InferenceBackend, worker_id: str) -> None:
         self.backends.append(backend)
-        worker = LocalWorker(worker_id, backend, self.key, self.executor, trusted=True, clock=self._clock)
+        # The speed a worker declares is measured at start-up (16 greedy tokens), not configured.
+        try:
+            speed = await self.loop.run_in_executor(None, backend.measure_tokens_per_second, MEASURE_TOKENS)
+        except BackendError as exc:
+            logger.warning("PoUW: could not measure %s: %s", worker_id, exc)
+            speed = 0.0
+        logger.info("PoUW: worker %s serves %s at %.1f tokens/s", worker_id, backend.info().model_name, speed)
+        worker = LocalWorker(worker_id, backend, self.key, self.executor, trusted=True,
+                             tokens_per_second=speed, clock=self._clock)
         self.local_workers.append(worker)
         if self.config.test_cheat:
             from pouw.cheat import CheatingWorker
@@ -183,6 +206,7 @@ class PouwRuntime:
             self.gateway.add_executor(worker)
 
     def _update_concurrency(self) -> None:
+        # Workers join and leave (peers' adverts): the queue runs as many jobs as there are slots.
         slots = sum(w.max_concurrency for w in self.directory.workers())
         self.queue.set_concurrency(max(1, slots))
 
@@ -210,6 +234,59 @@ class PouwRuntime:
                 logger.error("PoUW background task failed: %r", t.exception())
         task.add_done_callback(done)
 
+    # --- the network -------------------------------------------------------------------------------------
+
+    def _advert(self) -> LocalAdvert:
+        infos = [w.backend_info for w in self.local_workers]
+        models = tuple(ModelCapability(i.model_name, i.model_sha256 or bytes(32), i.context_length)
+                       for i in infos)
+        return LocalAdvert(self.key, models, max_concurrency=sum(i.max_concurrency for i in infos),
+                           tokens_per_second=max(w.worker_info.tokens_per_second for w in self.local_workers),
+                           backend=infos[0].name, deterministic=all(i.deterministic for i in infos))
+
+    async def run_for_peer(self, spec: JobSpec, stop: threading.Event,
+                           on_text: TextSink | None) -> JobOutcome:
+        """A peer's job on this node's own workers, through this node's queue (so the operator's
+        concurrency limit holds); never forwarded again (no routing loops)."""
+        local = [w for w in self._local_executors()
+                 if w.worker_info.offer(spec.model.name, spec.model.sha256)]
+        if not local:
+            raise JobFailedError("model-mismatch", f"this worker does not serve {spec.model.name} "
+                                 f"({spec.model.sha256.hex()})")
+        executor = local[0]
+
+        async def job(queue_stop: threading.Event) -> JobOutcome:
+            watch = self.loop.create_task(_follow(stop, queue_stop))
+            try:
+                done: JobOutcome = await executor.execute(spec, queue_stop, on_text)
+                return done
+            finally:
+                watch.cancel()
+
+        priority = PRIORITY_PAID if spec.tier is Tier.PAID else PRIORITY_FREE
+        handle = self.queue.submit(f"peer-{spec.id_hex}-{os.urandom(4).hex()}", job, priority=priority,
+                                   timeout=float(self.config.job_timeout))
+        outcome: JobOutcome = await handle.result()
+        return outcome
+
+    def _local_executors(self) -> list[Any]:
+        return [self.gateway.executor(w.worker_id) for w in self.local_workers]
+
+    def _relay_receipt(self, receipt: Receipt, spec: JobSpec) -> None:
+        if self.gossip is not None:
+            self.gossip.submit_receipt(receipt, spec)
+
+    def _on_peer_receipt(self, receipt: Receipt, spec: JobSpec, *_: Any) -> None:
+        """A receipt (and its job) from the network: kept, and re-checked when the beacon says so."""
+        self.store.put_job(spec)
+        self.store.put_receipt(receipt)
+        if self.validator is not None:
+            self.spawn(self.consider(spec, receipt))
+
+    def _on_peer_attestation(self, attestation: object, *_: Any) -> None:
+        if isinstance(attestation, Attestation):
+            self.store.put_attestation(attestation)
+
     # --- validation ------------------------------------------------------------------------------------
 
     def beacon(self) -> bytes:
@@ -230,7 +307,16 @@ class PouwRuntime:
             logger.info("PoUW: cannot check receipt %s: %s", receipt.id_hex, exc)
             return None
         self.store.put_attestation(result.attestation)
+        if self.gossip is not None:
+            self.gossip.submit_attestation(result.attestation)
         logger.info("PoUW: receipt %s of worker %s: %s (%s, %.0f ms)", receipt.id_hex,
                     receipt.worker_pubkey.hex()[:16], result.attestation.verdict.label, result.reason,
                     result.seconds * 1000)
         return result.attestation
+
+
+async def _follow(source: threading.Event, target: threading.Event) -> None:
+    """Sets `target` once `source` is set (a peer's cancel reaching the queued job)."""
+    while not source.is_set():
+        await asyncio.sleep(0.05)
+    target.set()

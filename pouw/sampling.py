@@ -9,7 +9,6 @@ seed can recompute any single position's draw. It must never use a stateful or l
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +20,7 @@ __all__ = ["SAMPLER_TAG", "Candidates", "candidates", "draw_uniform", "nucleus",
            "select_by_draw"]
 
 SAMPLER_TAG = b"aipg-pouw-sampler/v1"
-_FIRST_CUT = 64  # candidates sorted first when top-p alone is active; doubled until the nucleus fits
+_FIRST_CUT = 64  # candidates examined first when top-p alone is active; x4 until the nucleus fits
 
 
 def draw_uniform(seed: int, position: int) -> float:
@@ -51,7 +50,8 @@ def ranked(logits: npt.NDArray[np.float64], limit: int) -> npt.NDArray[np.int64]
         # Everything tied with the limit-th logit must be considered for the id tie-break.
         threshold = np.partition(logits, n - limit)[n - limit]
         idx = np.flatnonzero(logits >= threshold).astype(np.int64)
-    order = np.lexsort((idx, -logits[idx]))
+    # idx is ascending, so a stable sort on the logit alone breaks ties by token id.
+    order = np.argsort(-logits[idx], kind="stable")
     return idx[order][:limit]
 
 
@@ -65,25 +65,32 @@ def nucleus(l64: npt.NDArray[np.float64], k: int,
             top_p: float) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], int]:
     """The top-p cut over the k best tokens (k = n_vocab: no top-k).
 
-    Returns a prefix of the ranking that holds the nucleus and, when there is one, the first token
-    after it; the cumulative temperature-1 masses along it (normalised over all k tokens); and the
-    nucleus size m. Only as much of the ranking is sorted as needed (vocabularies run to 150k)."""
+    Returns a prefix of the ranking that holds the nucleus, the cumulative temperature-1 masses
+    along it (normalised over all k tokens) and the nucleus size m. Without top-k only as much of
+    the ranking is sorted as needed: vocabularies run to 150k tokens and a nucleus to a few hundred.
+    """
     n = l64.shape[0]
     if k < n:
         order = ranked(l64, k)
         weights = np.exp(l64[order] - l64[order[0]])
         cum = np.cumsum(weights / weights.sum())
         return order, cum, _nucleus_size(cum, top_p)
-    top = float(l64.max())
-    log_z = top + math.log(float(np.exp(l64 - top).sum()))
-    cut = min(n, _FIRST_CUT)
-    while True:
-        order = ranked(l64, cut)
-        cum = np.cumsum(np.exp(l64[order] - log_z))
-        m = _nucleus_size(cum, top_p)
-        if m < cut or cut >= n:
-            return order, cum, m
-        cut = min(n, cut * 2)
+    weights = np.exp(l64 - l64.max())
+    z = float(weights.sum())
+    cut = _FIRST_CUT
+    while cut < n:
+        # The tokens at or above the cut-th logit are a prefix of the ranking (ties included);
+        # sort them only once they hold the nucleus.
+        threshold = np.partition(l64, n - cut)[n - cut]
+        chosen = np.flatnonzero(l64 >= threshold)
+        if float(weights[chosen].sum()) / z >= top_p:
+            order = chosen[np.argsort(-l64[chosen], kind="stable")].astype(np.int64)
+            break
+        cut *= 4
+    else:
+        order = ranked(l64, n)
+    cum = np.cumsum(weights[order] / z)
+    return order, cum, _nucleus_size(cum, top_p)
 
 
 def candidates(logits: npt.NDArray[np.floating], sampling: SamplingParams) -> Candidates:

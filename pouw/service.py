@@ -18,7 +18,9 @@ from typing import Any
 from aipgd.errors import InitError
 from pouw.apikeys import ApiKey, ApiKeyStore
 from pouw.config import PouwConfig
+from pouw.gossip import PouwGossip
 from pouw.ratelimit import RateLimiter, RateLimits
+from pouw.router import WorkerDirectory
 from pouw.runtime import PouwRuntime
 from pouw.tiers import AdmissionPolicy, TierPolicy
 
@@ -53,6 +55,12 @@ class PouwService:
         self._loop = loop
         self._tip_hash = tip_hash
         self._wall_clock = wall_clock
+        # The workers this node can route to, local and remote; the P2P layer's PoUW handler fills in
+        # the remote ones (it exists from construction: the connection manager is built with it).
+        self.directory = WorkerDirectory()
+        self.gossip: PouwGossip | None = None
+        if loop is not None:
+            self.gossip = PouwGossip(directory=self.directory, clock=wall_clock)
         # The event-loop half (workers, queue, API, validator); None without a loop (tools, tests).
         self.runtime: PouwRuntime | None = None
 
@@ -67,7 +75,8 @@ class PouwService:
         self.api_keys.open()
         if self._loop is not None:
             runtime = PouwRuntime(self.config, self.datadir, self.admission, self._loop,
-                                  tip_hash=self._tip_hash, clock=self._wall_clock)
+                                  directory=self.directory, gossip=self.gossip, tip_hash=self._tip_hash,
+                                  clock=self._wall_clock)
             try:
                 self._on_loop(runtime.start())
             except BaseException:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 RECEIPT_TAG = b"aipg-pouw/receipt/v1"  # the worker's signature of a receipt
 RECEIPT_ACK_TAG = b"aipg-pouw/receipt-ack/v1"  # the requester's acknowledgement of a receipt
 ATTESTATION_TAG = b"aipg-pouw/attestation/v1"  # the validator's signature of an attestation
+CAPS_TAG = b"aipg-pouw/caps/v1"  # a worker's capability advert (pouw.wire.WorkerCaps), bound to one link
 
 _HALF_N = SECP256K1_N // 2
 

@@ -46,8 +46,11 @@ def prompt_tokens_for(backend: InferenceBackend, spec: JobSpec) -> list[int]:
         return backend.prompt_tokens(spec.input.prompt)
     if not isinstance(spec.input, ChatInput):
         raise ValueError("an embed job has no prompt tokens")
-    text = backend.apply_chat_template([(m.role.label, m.content) for m in spec.input.messages])
-    return backend.prompt_tokens(text, chat=True)
+    return backend.chat_prompt_tokens(_chat_messages(spec.input))
+
+
+def _chat_messages(chat: ChatInput) -> list[tuple[str, str]]:
+    return [(m.role.label, m.content) for m in chat.messages]
 
 
 class JobFailedError(Exception):
@@ -117,14 +120,20 @@ class LocalWorker:
                 loop.call_soon_threadsafe(pieces.put_nowait, piece.text)
 
         def work() -> GenerationResult:
+            # The text-level entry points: an in-process backend tokenizes exactly as a validator
+            # will (prompt_tokens_for); a remote one sends the prompt or the messages as they are.
             try:
-                tokens = prompt_tokens_for(self.backend, spec)
-                context = self.backend_info.context_length
-                if context and len(tokens) + sampling.max_tokens > context:
-                    raise ContextOverflowError(f"{len(tokens)} prompt tokens + max_tokens "
-                                               f"{sampling.max_tokens} exceed the model's context of "
-                                               f"{context} tokens")
-                return self.backend.generate(tokens, sampling, stop, push if on_text is not None else None)
+                if isinstance(spec.input, CompletionInput):
+                    events = self.backend.stream_text(spec.input.prompt, sampling, stop)
+                else:
+                    assert isinstance(spec.input, ChatInput)
+                    events = self.backend.stream_chat(_chat_messages(spec.input), sampling, stop)
+                for event in events:
+                    if isinstance(event, GenerationResult):
+                        return event
+                    if on_text is not None:
+                        push(event)
+                raise BackendError("generation ended without a result")
             finally:
                 loop.call_soon_threadsafe(pieces.put_nowait, None)
 

@@ -32,7 +32,8 @@ from aipgd.net.eviction import EvictionCandidate, select_node_to_evict
 from aipgd.net.messages import DecodeContext, Message, NetworkAddress
 from aipgd.net.netaddress import AddressError, NetAddr, Service, SubNet, split_host_port
 from aipgd.net.peer import ConnectionType, Peer
-from aipgd.net.processing import PeerLogic
+from aipgd.net.processing import PeerLogic, PouwHandler
+from aipgd.net.protocol import NODE_POUW
 from aipgd.net.socks5 import Socks5Error, next_random_credentials, socks5_connect
 from aipgd.net.txrelay import TxRelay
 
@@ -44,6 +45,8 @@ T = TypeVar("T")
 
 MAX_FEELER_CONNECTIONS = 1
 ADDNODE_RETRY_INTERVAL = 60.0  # Core: ThreadOpenAddedConnections sleeps a minute between rounds
+# A requester and its workers should find each other again quickly after a restart.
+POUWCONNECT_RETRY_INTERVAL = 5.0
 CONNECT_RETRY_INTERVAL = 1.0
 DUMP_INTERVAL = 15 * 60  # Core: DUMP_ADDRESSES_INTERVAL
 DNS_SEED_DELAY = 11.0  # Core: let AddrMan's peers answer first
@@ -56,7 +59,8 @@ class ConnectionManager:
 
     def __init__(self, config: ConnmanConfig | Callable[[], ConnmanConfig], params: ChainParams, netdir: Path,
                  chain: ChainView, loop: asyncio.AbstractEventLoop, *,
-                 progress: ProgressReporter | None = None, mempool: Any = None) -> None:
+                 progress: ProgressReporter | None = None, mempool: Any = None,
+                 pouw: PouwHandler | None = None) -> None:
         # A factory defers option errors to start(), where they fail start-up cleanly.
         self._config_source = config
         self.config = config if isinstance(config, ConnmanConfig) else ConnmanConfig()
@@ -71,6 +75,8 @@ class ConnectionManager:
         self._progress = progress
         self._mempool = mempool
         self.sync: BlockSync | None = None
+        # The PoUW message logic (docs/pouw-protocol.md "Network"); None: the node does not speak PoUW.
+        self.pouw = pouw
         # Core: fNetworkActive (setnetworkactive).
         self.network_active = True
         # -addnode entries plus those of the addnode RPC (Core: vAddedNodes).
@@ -100,6 +106,7 @@ class ConnectionManager:
             self.user_agent = self.config.user_agent
         self.added_nodes = list(self.config.addnode)
         self.logic.blocks_only = self.config.blocks_only
+        self._setup_pouw()
         if hasattr(self.chain, "accept_headers"):
             self.sync = BlockSync(self.chain, lambda: list(self.peers.values()),  # type: ignore[arg-type]
                                   self.local_services, self.outbound_target_reached, self.loop,
@@ -127,6 +134,17 @@ class ConnectionManager:
             self.addrman.stop()
             self.banman.stop()
 
+    def _setup_pouw(self) -> None:
+        """With a PoUW handler: advertise NODE_POUW, parse the pouw* commands and hand it messages."""
+        # The node passes its PoUW service's handler when PoUW is on (-pouw, -pouwapi, -pouwvalidator,
+        # -pouwconnect); the network layer never builds one itself.
+        if self.pouw is None:
+            return
+        self.local_services |= NODE_POUW
+        self.logic.pouw = self.pouw
+        self._decode_ctx = DecodeContext(self.params.kawpow_activation_time, self.pouw.message_types,
+                                         self.pouw.payload_limits)
+
     async def _start_async(self) -> None:
         cfg = self.config
         if cfg.listen:
@@ -152,6 +170,10 @@ class ConnectionManager:
         else:
             self._spawn(self._outbound_loop(), "net-outbound")
         self._spawn(self._addnode_loop(), "net-addnode")
+        if self.pouw is not None:
+            self.pouw.start(lambda: list(self.peers.values()))
+            if cfg.pouw_connect:
+                self._spawn(self._pouwconnect_loop(), "net-pouwconnect")
 
     async def _bind(self, service: Service) -> None:
         try:
@@ -171,6 +193,8 @@ class ConnectionManager:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.pouw is not None:
+            await self.pouw.close()
         peers = list(self.peers.values())
         for peer in peers:
             peer.disconnect("shutdown")
@@ -224,6 +248,8 @@ class ConnectionManager:
         self.peers.pop(peer.id, None)
         if self.sync is not None:
             self.sync.on_disconnected(peer)
+        if self.pouw is not None:
+            self.pouw.on_disconnected(peer)
         self.total_bytes_recv += peer.stats.bytes_recv
         log_print(logger, "net", "peer=%d disconnected (%s)", peer.id, peer.disconnect_reason)
 
@@ -489,6 +515,22 @@ class ConnectionManager:
             wakeup.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), ADDNODE_RETRY_INTERVAL)
+
+    async def _pouwconnect_loop(self) -> None:
+        """-pouwconnect: PoUW links, kept open like -addnode ones (manual: never evicted nor banned)."""
+        while True:
+            for text in self.config.pouw_connect:
+                peer = next((p for p in self.peers.values() if p.addr_name == text), None)
+                if peer is None and self.config.proxy is None:
+                    services = await self.resolve(text)
+                    peer = next((p for p in self.peers.values() if not p.inbound and p.service in services),
+                                None)
+                if peer is None:
+                    peer = await self.connect_to(text, ConnectionType.MANUAL)
+                if peer is not None and not peer.pouw_link:
+                    peer.pouw_link = True
+                    log_print(logger, "net", "peer=%d is the PoUW link -pouwconnect=%s", peer.id, text)
+            await asyncio.sleep(POUWCONNECT_RETRY_INTERVAL)
 
     def _reachable(self, addr: NetAddr) -> bool:
         return not self.config.onlynet or addr.reachable_network() in self.config.onlynet

@@ -60,6 +60,10 @@ class ConnmanConfig:
     sync_timings: SyncTimings = field(default_factory=SyncTimings)
     proxy: ProxyConfig | None = None
     blocks_only: bool = DEFAULT_BLOCKSONLY
+    # PoUW (docs/pouw-protocol.md "Network"): on with -pouw, -pouwapi, -pouwvalidator or -pouwconnect;
+    # -pouwconnect peers are kept connected like -addnode ones and flagged as PoUW links.
+    pouw: bool = False
+    pouw_connect: list[str] = field(default_factory=list)
 
 
 def _positive(args: ArgsManager, name: str, default: int, minimum: int = 1) -> int:
@@ -118,6 +122,10 @@ def connman_config(args: ArgsManager, params: ChainParams, user_agent: str) -> C
         ban_score=_positive(args, "banscore", DEFAULT_BANSCORE_THRESHOLD),
     )
     timeout_ms = args.get_int("timeout", DEFAULT_CONNECT_TIMEOUT_MS) or DEFAULT_CONNECT_TIMEOUT_MS
+    # pouw.config checks the -pouwconnect values (host:port) when the node is built.
+    pouw_connect = [v for v in args.get_all("pouwconnect") if v]
+    pouw = bool(pouw_connect) or any(args.get_bool(name, False)
+                                     for name in ("pouw", "pouwapi", "pouwvalidator"))
     return ConnmanConfig(
         listen=listen, binds=binds, explicit_bind=explicit, connect=connect, connect_only=connect_only,
         addnode=[v for v in args.get_all("addnode") if v],
@@ -133,4 +141,5 @@ def connman_config(args: ArgsManager, params: ChainParams, user_agent: str) -> C
         user_agent=user_agent, proxy=proxy, blocks_only=args.get_bool("blocksonly", DEFAULT_BLOCKSONLY),
         sync_timings=SyncTimings(stalling_timeout=_positive(
             args, "blockstallingtimeout", int(BLOCK_STALLING_TIMEOUT * 1000)) / 1000),
+        pouw=pouw, pouw_connect=pouw_connect,
     )

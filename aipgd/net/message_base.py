@@ -7,17 +7,26 @@ know any particular command: those live in aipgd.net.messages and aipgd.net.bloc
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import ClassVar
 
 from aipgd.core.serialize import ByteReader
 
+_NONE: Mapping[str, type[Message]] = MappingProxyType({})
+_NO_LIMITS: Mapping[str, int] = MappingProxyType({})
+
 
 @dataclass(frozen=True, slots=True)
 class DecodeContext:
-    """What parsing needs from the network: the nTime from which headers are 120-byte KawPoW ones."""
+    """What parsing needs from the network: the nTime from which headers are 120-byte KawPoW ones,
+    and the commands beyond Core's that this node speaks (PoUW), with their payload caps. Commands
+    not known here stay unknown messages, which Core ignores."""
 
     kawpow_activation_time: int
+    extensions: Mapping[str, type[Message]] = field(default_factory=lambda: _NONE, compare=False, hash=False)
+    payload_limits: Mapping[str, int] = field(default_factory=lambda: _NO_LIMITS, compare=False, hash=False)
 
 
 class Message(ABC):

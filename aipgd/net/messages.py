@@ -437,7 +437,7 @@ def decode_message(command: str, payload: bytes, ctx: DecodeContext) -> Message:
     The framing was sound, so the stream stays in step: the error costs misbehaviour (20, as
     Core scores oversized vectors) but does not by itself end the connection.
     """
-    cls = MESSAGE_TYPES.get(command)
+    cls = MESSAGE_TYPES.get(command) or ctx.extensions.get(command)
     if cls is None:
         return UnknownMessage(command, payload)  # no parsing: keep the bytes under their command
     try:

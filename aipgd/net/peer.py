@@ -67,6 +67,7 @@ class RemoteInfo:
     relay: bool = True
     time_offset: int = 0
     addr_local: Service | None = None
+    nonce: int = 0  # its version nonce: PoUW capability advertisements are bound to it
 
 
 @dataclass(slots=True)
@@ -117,6 +118,8 @@ class Peer:
         self.fee_filter = 0
         self.wants_cmpct = False
         self.get_addr_sent = False
+        # A -pouwconnect link: kept open like -addnode, and expected to speak PoUW.
+        self.pouw_link = False
         self.sync = PeerSyncState()
         self.ping_requested = False  # the ping RPC: send one at the next maintenance tick
         sockname = writer.get_extra_info("sockname")
@@ -127,7 +130,7 @@ class Peer:
             self.addr_bind = f"[{host}]:{sockname[1]}" if ":" in host else f"{host}:{sockname[1]}"
         self._reader = reader
         self._writer = writer
-        self._decoder = FrameDecoder(magic)
+        self._decoder = FrameDecoder(magic, decode_ctx.payload_limits or None)
         self._ctx = decode_ctx
         self._on_message = on_message
         self._on_close = on_close
@@ -271,7 +274,8 @@ class Peer:
                     log_print(logger, "net", "received: %s (%d bytes) peer=%d",
                               command, len(payload), self.id)
                     per_msg = self.stats.bytes_recv_per_msg
-                    key = command if command in MESSAGE_TYPES else "*other*"
+                    known = command in MESSAGE_TYPES or command in self._ctx.extensions
+                    key = command if known else "*other*"
                     per_msg[key] = per_msg.get(key, 0) + len(payload) + HEADER_SIZE
                     try:
                         message = decode_message(command, payload, self._ctx)

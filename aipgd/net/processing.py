@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from aipgd.core.transaction import MAX_MONEY
@@ -32,6 +32,7 @@ from aipgd.net.protocol import (
     NO_BLOOM_VERSION,
     NODE_NETWORK,
     NODE_WITNESS,
+    POUW_INV_TYPES,
     PROTOCOL_VERSION,
     REJECT_DUPLICATE,
     REJECT_NONSTANDARD,
@@ -65,6 +66,32 @@ class ConnmanHooks(Protocol):
     def local_address_for(self, peer: Peer) -> msg.NetworkAddress: ...
 
 
+class PouwHandler(Protocol):
+    """The node's Proof-of-Useful-Work message logic (pouw.gossip.PouwGossip), when it has one.
+
+    Without one, the pouw* commands stay unknown messages and PoUW inventory is ignored, as AIPG
+    Core does; with one, the ConnectionManager advertises NODE_POUW and parses the pouw* commands.
+    """
+
+    @property
+    def message_types(self) -> Mapping[str, type[msg.Message]]: ...
+
+    @property
+    def payload_limits(self) -> Mapping[str, int]: ...
+
+    def start(self, peers: Callable[[], Iterable[Peer]]) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def on_connected(self, peer: Peer) -> None: ...
+
+    def on_disconnected(self, peer: Peer) -> None: ...
+
+    async def handle(self, peer: Peer, message: msg.Message) -> None: ...
+
+    def on_inventory(self, peer: Peer, command: str, items: list[msg.Inventory]) -> None: ...
+
+
 class PeerLogic:
     def __init__(self, connman: ConnmanHooks, addrman: AddrMan, chain: ChainView,
                  clock: Callable[[], float] = time.time) -> None:
@@ -76,6 +103,8 @@ class PeerLogic:
         self.sync: BlockSync | None = None
         # Core: -blocksonly, our version message asks peers not to relay transactions (fRelay=0).
         self.blocks_only = False
+        # The PoUW message logic, when the node speaks PoUW (set by the ConnectionManager).
+        self.pouw: PouwHandler | None = None
 
     # --- outgoing --------------------------------------------------------------------------------------
     def push_version(self, peer: Peer) -> None:
@@ -118,6 +147,18 @@ class PeerLogic:
         if not peer.successfully_connected:
             peer.misbehaving(1, f"{msg.command_of(message)} before verack")
             return
+        if self.pouw is not None:
+            if type(message) in self.pouw.message_types.values():
+                await self.pouw.handle(peer, message)
+                return
+            if isinstance(message, msg.Inv) and len(message.items) <= MAX_INV_SZ:
+                pouw_items = [i for i in message.items if i.type in POUW_INV_TYPES]
+                if pouw_items:
+                    self.pouw.on_inventory(peer, message.command, pouw_items)
+                    rest = tuple(i for i in message.items if i.type not in POUW_INV_TYPES)
+                    if not rest:
+                        return
+                    message = type(message)(rest)
         if self.sync is not None and await self.sync.handle(peer, message):
             return
         handler = self._handlers.get(type(message))
@@ -163,6 +204,7 @@ class PeerLogic:
         remote.relay = v.relay
         remote.time_offset = v.timestamp - int(self.clock())
         remote.addr_local = v.addr_recv.service
+        remote.nonce = v.nonce
         if peer.inbound:
             self.push_version(peer)
         peer.send(msg.Verack())
@@ -189,6 +231,8 @@ class PeerLogic:
                     peer.remote.version, peer.remote.start_height, peer.id)
         if self.sync is not None:
             self.sync.on_connected(peer)
+        if self.pouw is not None:
+            self.pouw.on_connected(peer)
 
     def _on_addr(self, peer: Peer, m: msg.Message) -> None:
         assert isinstance(m, msg.Addr)

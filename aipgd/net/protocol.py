@@ -9,6 +9,7 @@ payloads: that is aipgd.net.messages.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aipgd.core.hashes import sha256d
@@ -38,6 +39,9 @@ NODE_GETUTXO = 1 << 1
 NODE_BLOOM = 1 << 2
 NODE_WITNESS = 1 << 3
 NODE_XTHIN = 1 << 4
+# Proof of Useful Work (docs/pouw-protocol.md "Network"): the node speaks the pouw* commands. Bit 24
+# lies in the range Core reserves for experiments (24..31), so no Core service bit can ever clash.
+NODE_POUW = 1 << 24
 # We serve the chain and witness data; bloom filters (BIP37) are not implemented, so never advertised.
 LOCAL_SERVICES = NODE_NETWORK | NODE_WITNESS
 
@@ -50,6 +54,11 @@ MSG_FILTERED_BLOCK = 3
 MSG_CMPCT_BLOCK = 4
 MSG_WITNESS_BLOCK = MSG_BLOCK | MSG_WITNESS_FLAG
 MSG_WITNESS_TX = MSG_TX | MSG_WITNESS_FLAG
+# PoUW inventory: bit 29 set, bits 30/31 clear, so that no Core type (masked or with the witness
+# flag) can equal them; only peers that signalled NODE_POUW are sent them.
+MSG_POUW_RECEIPT = 0x20000001
+MSG_POUW_ATTESTATION = 0x20000002
+POUW_INV_TYPES = frozenset({MSG_POUW_RECEIPT, MSG_POUW_ATTESTATION})
 
 # Core: net.h / validation.h / bloom.h limits.
 MAX_INV_SZ = 50000
@@ -69,6 +78,20 @@ MAX_SCRIPT_ELEMENT_SIZE = 520
 # a Core peer would drop the connection instead.
 MAX_BLOCK_MESSAGE_LENGTH = 8_000_000
 BLOCK_CARRYING_COMMANDS = frozenset({"block", "cmpctblock", "blocktxn"})
+# The PoUW commands' payload caps, checked on the frame header (before any payload is read) by a
+# node that speaks PoUW; a node without a PoUW handler treats them as unknown commands, as Core does.
+POUW_PAYLOAD_LIMITS: dict[str, int] = {
+    "pouwcaps": 16 * 1024,
+    "pouwjob": 512 * 1024,
+    "pouwtoken": 4 * 1024,
+    "pouwresult": MAX_PROTOCOL_MESSAGE_LENGTH,  # text up to 1 MiB, or embedding vectors
+    "pouwerror": 1024,
+    "pouwcancel": 64,
+    # A receipt with the job it answers: the largest pair the version-1 hard caps allow is ~2.7 MB
+    # (a 2 MiB chat job and 131072 output tokens; tests/unit/pouw/test_wire.py builds it).
+    "pouwrcpt": MAX_PROTOCOL_MESSAGE_LENGTH,
+    "pouwatt": 1024,
+}
 
 # Core: reject codes (consensus/validation.h).
 REJECT_MALFORMED = 0x01
@@ -97,7 +120,9 @@ class ProtocolError(Exception):
         self.disconnect = disconnect
 
 
-def max_payload_length(command: str) -> int:
+def max_payload_length(command: str, extra_limits: Mapping[str, int] | None = None) -> int:
+    if extra_limits is not None and command in extra_limits:
+        return extra_limits[command]
     return MAX_BLOCK_MESSAGE_LENGTH if command in BLOCK_CARRYING_COMMANDS else MAX_PROTOCOL_MESSAGE_LENGTH
 
 
@@ -134,15 +159,17 @@ class FrameHeader:
     checksum: bytes
 
 
-def parse_frame_header(magic: bytes, raw: bytes) -> FrameHeader:
-    """Check a 24-byte header before reading the payload it announces."""
+def parse_frame_header(magic: bytes, raw: bytes,
+                       extra_limits: Mapping[str, int] | None = None) -> FrameHeader:
+    """Check a 24-byte header before reading the payload it announces; `extra_limits` caps the
+    payloads of commands beyond Core's (the PoUW ones, when the node speaks PoUW)."""
     start, command_raw, length, check = _HEADER.unpack(raw)
     if start != magic:
         raise ProtocolError(f"invalid message start {start.hex()}")
     command = decode_command(command_raw)
     if length > MAX_SIZE:
         raise ProtocolError(f"{command} ({length} bytes) exceeds MAX_SIZE")
-    if length > max_payload_length(command):
+    if length > max_payload_length(command, extra_limits):
         raise ProtocolError(f"oversized {command} message ({length} bytes)")
     return FrameHeader(command, length, check)
 
@@ -150,8 +177,9 @@ def parse_frame_header(magic: bytes, raw: bytes) -> FrameHeader:
 class FrameDecoder:
     """Incremental frame splitter for bytes as they arrive; raises ProtocolError on a bad frame."""
 
-    def __init__(self, magic: bytes) -> None:
+    def __init__(self, magic: bytes, extra_limits: Mapping[str, int] | None = None) -> None:
         self.magic = magic
+        self.extra_limits = extra_limits
         self._buf = bytearray()
         self._header: FrameHeader | None = None
 
@@ -166,7 +194,8 @@ class FrameDecoder:
             if self._header is None:
                 if len(self._buf) < HEADER_SIZE:
                     return out
-                self._header = parse_frame_header(self.magic, bytes(self._buf[:HEADER_SIZE]))
+                self._header = parse_frame_header(self.magic, bytes(self._buf[:HEADER_SIZE]),
+                                                  self.extra_limits)
                 del self._buf[:HEADER_SIZE]
             header = self._header
             if len(self._buf) < header.length:

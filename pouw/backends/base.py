@@ -267,11 +267,17 @@ class InferenceBackend(ABC):
 
 def _last_result(events: Iterator[StreamEvent],
                  on_piece: Callable[[StreamPiece], None] | None = None) -> GenerationResult:
-    for event in events:
-        if isinstance(event, GenerationResult):
-            return event
-        if on_piece is not None:
-            on_piece(event)
+    try:
+        for event in events:
+            if isinstance(event, GenerationResult):
+                return event
+            if on_piece is not None:
+                on_piece(event)
+    finally:
+        # If on_piece raised, end the generation now (its slot is freed), not at garbage collection.
+        close = getattr(events, "close", None)
+        if close is not None:
+            close()
     raise BackendError("generation ended without a result")
 
 

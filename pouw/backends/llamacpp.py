@@ -98,10 +98,10 @@ class LlamaCppBackend(InferenceBackend):
     """A GGUF model in this process.
 
     n_threads is fixed at construction and recorded in `info()` (receipts carry it), so that a
-    validator can rerun the exact execution; on CPU, thread count and batch size were measured not
-    to change the logits. `slots` contexts share the memory-mapped weights; each job takes one. A
-    new job always starts from an empty KV cache (no prefix reuse), so its tokens do not depend on
-    what the slot ran before.
+    validator can rerun the exact execution; on CPU the thread count was measured not to change the
+    logits at all, and n_batch by ~1e-6. `slots` contexts share the memory-mapped weights; each job
+    takes one. A job always starts from an empty KV cache (no prefix reuse), so its tokens do not
+    depend on what the slot ran before.
     """
 
     def __init__(self, model_path: str | os.PathLike[str], *, n_ctx: int | None = None, n_threads: int = 1,

@@ -2,7 +2,7 @@
 
 Owns `OpenAIHttpBackend`: /v1/completions and /v1/chat/completions (always streamed, as server-sent
 events), /v1/embeddings and /v1/models over blocking urllib calls made from worker threads, plus
-llama.cpp server's /tokenize and /detokenize where the server has them. It is not deterministic and
+/tokenize and /detokenize where the server has them (llama.cpp server, vLLM). It is not deterministic and
 cannot score (`NotSupportedError`): such receipts are checked by a validator's own model. It must
 never read an unbounded response or hang without a timeout.
 """
@@ -146,16 +146,20 @@ class OpenAIHttpBackend(InferenceBackend):
     # --- tokens (llama.cpp server extensions) ---------------------------------------------------
 
     def tokenize(self, text: str, *, add_bos: bool = False, parse_special: bool = False) -> list[int]:
+        # llama.cpp server reads content/add_special/parse_special, vLLM model/prompt/add_special_tokens.
         data = self._extension("/tokenize", {"content": text, "add_special": add_bos,
-                                             "parse_special": parse_special})
+                                             "parse_special": parse_special, "model": self._model,
+                                             "prompt": text, "add_special_tokens": add_bos})
         tokens = data.get("tokens") if isinstance(data, dict) else None
         if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
             raise BackendUnavailableError("/tokenize: no token list")
         return tokens
 
     def detokenize_bytes(self, tokens: Sequence[int]) -> bytes:
-        data = self._extension("/detokenize", {"tokens": [int(t) for t in tokens]})
-        content = data.get("content") if isinstance(data, dict) else None
+        data = self._extension("/detokenize", {"tokens": [int(t) for t in tokens], "model": self._model})
+        content = None
+        if isinstance(data, dict):
+            content = data.get("content", data.get("prompt"))  # llama.cpp server / vLLM
         if not isinstance(content, str):
             raise BackendUnavailableError("/detokenize: no content")
         return content.encode("utf-8")

@@ -132,3 +132,33 @@ def test_bad_pouw_options_refused(tmp_path: Path, model: Path) -> None:
         if "corrupt" in args[1]:
             (model.parent / "corrupt.gguf").write_bytes(b"GGUF" + bytes(64))
         node.assert_start_raises_init_error(args, message)
+
+
+def test_http_backend_crash_leaves_node_up(honest: tuple[TestNode, int], tmp_path: Path, model: Path) -> None:
+    """A node whose worker fronts another server (-pouwbackend=openai:...) answers 502 when that server
+    dies, stays up, and serves again once the server is back."""
+    server, server_port = pouw_node(tmp_path, "server", model)
+    front_port = free_port()
+    front = TestNode(tmp_path / "front", extra_args=[
+        "-pouw", "-pouwapi", f"-pouwapiport={front_port}",
+        f"-pouwbackend=tiny=openai:http://127.0.0.1:{server_port}"])
+    try:
+        front.start()
+        workers = front.rpc().pouw_listworkers()
+        assert [(w["id"], w["deterministic"]) for w in workers] == [("http-tiny", False)]
+        ok = client(front_port).completions.create(model="tiny", prompt="relay", max_tokens=4, temperature=0)
+        direct = client(server_port).completions.create(model="tiny", prompt="relay", max_tokens=4,
+                                                        temperature=0)
+        assert ok.choices[0].text == direct.choices[0].text
+        server.kill()
+        with pytest.raises(openai.APIStatusError) as info:
+            client(front_port).completions.create(model="tiny", prompt="relay", max_tokens=4)
+        assert info.value.status_code == 502
+        assert front.rpc().getblockcount() == 0  # still serving
+        server.start()
+        again = client(front_port).completions.create(model="tiny", prompt="relay", max_tokens=4,
+                                                      temperature=0)
+        assert again.choices[0].text == direct.choices[0].text
+    finally:
+        front.cleanup()
+        server.cleanup()

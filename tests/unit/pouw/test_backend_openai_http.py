@@ -241,11 +241,14 @@ def test_embeddings_and_tokens_through_the_server(remote: OpenAIHttpBackend,
     assert remote.detokenize(tokens) == "naïve café"
 
 
-def test_scoring_and_templates_are_not_supported(remote: OpenAIHttpBackend) -> None:
+def test_scoring_and_templates_are_not_supported(remote: OpenAIHttpBackend, server: FakeOpenAIServer) -> None:
     with pytest.raises(NotSupportedError):
         remote.score([1, 2], [3])
     with pytest.raises(NotSupportedError):
         remote.apply_chat_template([("user", "hi")])
+    # A server without the tokenizer extensions (OpenAI itself, Ollama).
+    with pytest.raises(NotSupportedError, match="/tokenize"):
+        OpenAIHttpBackend(server.url + "/elsewhere", model=MODEL).tokenize("hi")
 
 
 def test_cancel_ends_the_stream(remote: OpenAIHttpBackend) -> None:

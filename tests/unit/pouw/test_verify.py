@@ -205,7 +205,8 @@ def test_a_few_mismatches_in_a_long_output_are_inconclusive_not_invalid() -> Non
     assert (outcome.verdict, outcome.mismatches, outcome.first_bad) == ("inconclusive", 1, 40)
     rows[41:44, ord("b")] = 20.0
     outcome = verify_llm_output(TableScorer(rows), [1], tokens, sampling, "length", None, 0)
-    assert outcome.verdict == "invalid" and outcome.mismatches == 4
+    # Invalid once a third mismatch exceeds the allowance of 2: checking stops there.
+    assert (outcome.verdict, outcome.mismatches, outcome.checked) == ("invalid", 3, 43)
 
 
 # --- per-position rules and the sampler ----------------------------------------------------------------
@@ -226,6 +227,9 @@ def test_sampled_token_outside_top_k_is_a_mismatch() -> None:
     assert check_position(logits, drawn, sampling, 0) is PositionCheck.EXACT
     assert check_position(logits, 2, sampling, 0) is PositionCheck.MISMATCH
     assert check_position(logits, 1 - drawn, sampling, 0) is PositionCheck.MISMATCH  # wrong draw
+    # Membership only (a worker whose server ran its own sampler): any kept token passes.
+    assert check_position(logits, 1 - drawn, sampling, 0, check_draw=False) is PositionCheck.EXACT
+    assert check_position(logits, 2, sampling, 0, check_draw=False) is PositionCheck.MISMATCH
 
 
 def test_honest_draws_under_logit_noise_are_never_mismatches() -> None:

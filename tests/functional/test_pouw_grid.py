@@ -1,0 +1,133 @@
+"""The grid end to end over P2P, in real aipgd processes on loopback: a requester node serving the
+OpenAI API routes jobs to two worker nodes (-pouwconnect), a validator node re-checks the receipts it
+hears of and its attestations come back; a worker killed mid-job has its job retried on the other;
+a forging worker behind a second requester is caught by the validator."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import openai
+import pytest
+from framework import TestNode, wait_until
+from framework.util import free_port
+
+from pouw.tinymodel import write_tiny_llama
+
+
+def start(tmp: Path, name: str, *args: str) -> TestNode:
+    node = TestNode(tmp / name, extra_args=["-pouwthreads=1", *args])
+    node.start()
+    return node
+
+
+def link(node: TestNode) -> str:
+    return f"-pouwconnect=127.0.0.1:{node.p2p_port}"
+
+
+def client(port: int, key: str = "no-key") -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=key, max_retries=0, timeout=120)
+
+
+def remote_workers(node: TestNode) -> list[dict[str, Any]]:
+    return [w for w in node.rpc().pouw_listworkers() if w["kind"] == "peer"]
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("grid")
+    # Wide enough that a few hundred tokens take a moment (the kill test needs a job in flight).
+    model = tmp / "grid.gguf"
+    write_tiny_llama(model, seed=5, n_layers=4, n_embd=256, n_head=8, n_ff=768, n_ctx=512)
+    worker_args = ("-pouw", f"-pouwmodel=grid={model}", "-pouwmaxconcurrency=2")
+    nodes: dict[str, Any] = {}
+    try:
+        nodes["w1"] = start(tmp, "w1", *worker_args)
+        nodes["w2"] = start(tmp, "w2", *worker_args)
+        nodes["cheat"] = start(tmp, "cheat", *worker_args, "-pouwtestcheat=random")
+        nodes["port"], nodes["port2"] = free_port(), free_port()
+        nodes["r"] = start(tmp, "r", "-pouwapi", f"-pouwapiport={nodes['port']}", link(nodes["w1"]),
+                           link(nodes["w2"]), "-pouwfreerpm=1000")
+        nodes["r2"] = start(tmp, "r2", "-pouwapi", f"-pouwapiport={nodes['port2']}", link(nodes["cheat"]),
+                            "-pouwfreerpm=1000")
+        nodes["v"] = start(tmp, "v", "-pouwvalidator", "-pouwcheckrate=1", f"-pouwmodel=grid={model}",
+                           link(nodes["r"]), link(nodes["r2"]))
+        wait_until(lambda: len(remote_workers(nodes["r"])) == 2, timeout=60, what="two workers at r")
+        wait_until(lambda: len(remote_workers(nodes["r2"])) == 1, timeout=60, what="the cheater at r2")
+        yield nodes
+    finally:
+        for value in nodes.values():
+            if isinstance(value, TestNode):
+                value.cleanup()
+
+
+def test_jobs_routed_to_peers_and_attested(grid: dict[str, Any]) -> None:
+    r = grid["r"].rpc()
+    c = client(grid["port"])
+    assert [m.id for m in c.models.list().data] == ["grid"]
+    out = c.completions.create(model="grid", prompt="over the wire", max_tokens=8, temperature=0)
+    aipg = out.model_extra["aipg"]  # type: ignore[index]
+    assert aipg["worker"].startswith("p2p:")
+    worker_pubkeys = {n.rpc().pouw_getstats()["worker_pubkey"] for n in (grid["w1"], grid["w2"])}
+    assert aipg["worker_pubkey"] in worker_pubkeys
+    receipt = r.pouw_getreceipt(aipg["receipt_id"])
+    assert receipt["signature_valid"]
+    # The validator hears of the receipt (with its job) over P2P, re-checks it, and its attestation
+    # travels back to the requester.
+    wait_until(lambda: r.pouw_getreceipt(aipg["receipt_id"])["attestations"], timeout=60,
+               what="the validator's attestation at the requester")
+    attestation = r.pouw_getreceipt(aipg["receipt_id"])["attestations"][0]
+    assert attestation["verdict"] == "valid"
+    assert attestation["validator_pubkey"] == grid["v"].rpc().pouw_getstats()["worker_pubkey"]
+    # Streaming through a peer: token frames become server-sent events.
+    chunks = list(c.chat.completions.create(model="grid", messages=[{"role": "user", "content": "stream"}],
+                                            max_tokens=12, stream=True, seed=2, temperature=0.8))
+    text = "".join(ch.choices[0].delta.content or "" for ch in chunks if ch.choices)
+    plain = c.chat.completions.create(model="grid", messages=[{"role": "user", "content": "stream"}],
+                                      max_tokens=12, seed=2, temperature=0.8)
+    assert text == plain.choices[0].message.content
+
+
+def test_forging_worker_caught(grid: dict[str, Any]) -> None:
+    r2 = grid["r2"].rpc()
+    out = client(grid["port2"]).completions.create(model="grid", prompt="forged", max_tokens=10,
+                                                   temperature=0)
+    receipt_id = out.model_extra["aipg"]["receipt_id"]  # type: ignore[index]
+    assert r2.pouw_getreceipt(receipt_id)["signature_valid"]  # a proper signature over a forgery
+    wait_until(lambda: r2.pouw_getreceipt(receipt_id)["attestations"], timeout=60,
+               what="the validator's verdict on the forgery")
+    assert r2.pouw_getreceipt(receipt_id)["attestations"][0]["verdict"] == "invalid"
+
+
+def test_worker_killed_mid_job_is_retried(grid: dict[str, Any]) -> None:
+    r = grid["r"].rpc()
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            result["out"] = client(grid["port"]).completions.create(
+                model="grid", prompt="a long answer", max_tokens=400, temperature=0)
+        except Exception as exc:  # the assertion below reports it
+            result["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    busy: list[dict[str, Any]] = []
+
+    def someone_busy() -> bool:
+        busy[:] = [w for w in remote_workers(grid["r"]) if w["running"]]
+        return bool(busy)
+
+    wait_until(someone_busy, timeout=30, what="a worker running the long job")
+    pubkeys = {n.rpc().pouw_getstats()["worker_pubkey"]: n for n in (grid["w1"], grid["w2"])}
+    victim = pubkeys[busy[0]["pubkey"]]
+    victim.kill()
+    thread.join(120)
+    assert "error" not in result, result.get("error")
+    aipg = result["out"].model_extra["aipg"]
+    assert aipg["worker_pubkey"] != busy[0]["pubkey"]  # finished by the other worker
+    assert r.pouw_getstats()["retried"] >= 1
+    assert result["out"].usage.completion_tokens > 0
