@@ -1,43 +1,43 @@
 """PouwGossip: what a node does with the pouw* P2P messages (docs/pouw-protocol.md "Network").
 
-Owns the PoUW side of every peer: receipt and attestation relay by inv/getdata (per-peer known
-inventory, one request in flight per object, a bounded relay cache), workers' signed capability
-adverts (kept in a WorkerDirectory as "peer" workers), remote jobs in both directions (requester:
-`RemotePeerWorker`; worker: a pluggable executor) and the misbehaviour each bad PoUW message
-earns. It talks only to peers that signalled NODE_POUW. It must never touch sockets (Peer does),
-run models (the executor does) nor judge a receipt's output (the validator does).
+Owns the PoUW side of every peer: relay by inv/getdata of receipts (each with the job it answers)
+and attestations (per-peer known inventory, one request in flight per object, a bounded relay
+cache), workers' signed capability adverts (kept in a WorkerDirectory as "peer" workers) and the
+misbehaviour each bad PoUW message earns; remote jobs are delegated to pouw.remotejobs. It talks
+only to peers that signalled NODE_POUW. It must never touch sockets (Peer does), run models (the
+executor does) nor judge a receipt's output (the validator does).
 """
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import logging
-import secrets
-import struct
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from aipgd.core.hashes import sha256
 from aipgd.log import log_print
 from aipgd.net import messages as msg
 from aipgd.net.message_base import Message
-from aipgd.net.protocol import MSG_POUW_ATTESTATION, MSG_POUW_RECEIPT, NODE_POUW, POUW_PAYLOAD_LIMITS
+from aipgd.net.protocol import MSG_POUW_ATTESTATION, MSG_POUW_RECEIPT, POUW_PAYLOAD_LIMITS
 from pouw.attestation import Attestation
 from pouw.errors import PouwError
 from pouw.jobspec import JobSpec
 from pouw.limits import DEFAULT_LIMITS, PouwLimits, check_jobspec, check_receipt
-from pouw.receipt import EmbeddingOutput, Receipt, TokenOutput
-from pouw.router import ModelOffer, WorkerDirectory, WorkerInfo, WorkerLostError
+from pouw.receipt import Receipt
+from pouw.remotejobs import (
+    SCORE_UNSOLICITED,
+    BoundedSet,
+    JobExecutor,
+    PouwPeer,
+    RemoteJobs,
+    RemotePeerWorker,
+    speaks_pouw,
+)
+from pouw.router import ModelOffer, WorkerDirectory, WorkerInfo
 from pouw.signing import PouwKey, verify_attestation_signature, verify_receipt_signature
 from pouw.wire import (
-    MAX_ERROR_CODE_BYTES,
-    MAX_ERROR_MESSAGE_BYTES,
-    MAX_RESULT_TEXT_BYTES,
     POUW_MESSAGE_TYPES,
     ModelCapability,
     PouwAttestationMessage,
@@ -49,22 +49,22 @@ from pouw.wire import (
     PouwResult,
     PouwToken,
     WorkerCaps,
-    split_text,
 )
-from pouw.worker import JobFailedError, JobOutcome, TextSink
+from pouw.worker import JobOutcome, TextSink
 
+# RemotePeerWorker, JobExecutor and PouwPeer live in pouw.remotejobs; importable from here as before.
 __all__ = ["JobExecutor", "LocalAdvert", "PouwGossip", "PouwPeer", "RemotePeerWorker"]
 
 logger = logging.getLogger(__name__)
 
 # Misbehaviour (Core: Misbehaving). A payload that does not parse costs 20 in aipgd.net.messages, and
 # an oversized one is a framing error (100, disconnect), as for every command. Duplicates cost nothing.
+# The remote-job scores (bad result, unsolicited answer) are pouw.remotejobs'.
 SCORE_BAD_SIGNATURE = 100  # caps, receipt or attestation whose signature does not verify (Core: invalid tx)
-SCORE_BAD_RESULT = 100  # a pouwresult whose receipt is unsigned, foreign or does not match job or output
-SCORE_UNSOLICITED = 20  # pouwtoken/pouwresult/pouwerror for a request never sent, pouwrcpt/pouwatt not asked
+SCORE_WRONG_JOB = 100  # a pouwrcpt whose job is not the one its receipt answers: it can never be valid
 SCORE_NOT_SIGNALLED = 10  # a pouw* command from a peer that did not signal NODE_POUW
 
-MAX_RELAY_OBJECTS = 20_000  # receipts and attestations kept to answer getdata
+MAX_RELAY_OBJECTS = 20_000  # receipts (with their jobs) and attestations kept to answer getdata
 MAX_RELAY_BYTES = 64 * 1024 * 1024
 MAX_SEEN = 100_000  # ids accepted lately: never requested again
 MAX_KNOWN_PER_PEER = 50_000  # Core: the per-peer inventory filter
@@ -72,67 +72,8 @@ MAX_REQUESTS_PER_PEER = 1_000  # PoUW objects asked of one peer and not yet rece
 GETDATA_TIMEOUT = 60.0  # after this, another announcer may be asked for the same object
 CAPS_MIN_INTERVAL = 1.0  # adverts more frequent than this are ignored
 CAPS_MAX_FUTURE = 2 * 60 * 60  # Core's rule for block times, applied to advert times
-MAX_RECENT_REQUESTS = 1024  # finished request ids per peer whose late answers are ignored
-STOP_POLL_INTERVAL = 0.25
-# Codes after which the job may run elsewhere (the router moves on, as for a lost worker).
-RETRYABLE_ERRORS = frozenset({"not-a-worker", "busy", "shutting-down", "duplicate-request"})
 
-_FLOAT = struct.Struct("<f")
-_request_ids = itertools.count(secrets.randbits(32) + 1)
-
-# The worker side's job runner: LocalWorker.execute has this shape (spec, stop, on_text).
-JobExecutor = Callable[[JobSpec, threading.Event, TextSink | None], Awaitable[JobOutcome]]
-
-
-class _RemoteView(Protocol):
-    @property
-    def services(self) -> int: ...
-
-    @property
-    def nonce(self) -> int: ...
-
-
-class PouwPeer(Protocol):
-    """What the gossip needs of a connection (aipgd.net.peer.Peer, or a test fake)."""
-
-    @property
-    def id(self) -> int: ...
-
-    @property
-    def remote(self) -> _RemoteView: ...
-
-    @property
-    def local_nonce(self) -> int: ...
-
-    @property
-    def successfully_connected(self) -> bool: ...
-
-    @property
-    def closed(self) -> bool: ...
-
-    def send(self, message: Message) -> None: ...
-
-    def misbehaving(self, howmuch: int, reason: str) -> None: ...
-
-
-class _BoundedSet:
-    """Insertion-ordered set that forgets its oldest members beyond `limit`."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._items: OrderedDict[Hashable, None] = OrderedDict()
-
-    def add(self, item: Hashable) -> None:
-        self._items[item] = None
-        self._items.move_to_end(item)
-        while len(self._items) > self.limit:
-            self._items.popitem(last=False)
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._items
-
-    def __len__(self) -> int:
-        return len(self._items)
+_JOB_MESSAGES = (PouwJob, PouwCancel, PouwToken, PouwResult, PouwErrorMessage)
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,36 +93,21 @@ class LocalAdvert:
                           link_nonce, int(self.deterministic)).signed(self.key)
 
 
-@dataclass(eq=False)
-class _Pending:
-    """A job this node asked a peer to run."""
+@dataclass(frozen=True, slots=True)
+class _Refusal:
+    """Why an object was not accepted: `score` is the sender's misbehaviour (0: policy, not punished)."""
 
-    spec: JobSpec
-    worker_pubkey: bytes
-    stream: bool
-    events: asyncio.Queue[tuple[str, object]]
-    next_seq: int = 0
-    streamed_bytes: int = 0
-
-
-@dataclass(eq=False)
-class _Serving:
-    """A job a peer asked this node to run."""
-
-    stop: threading.Event
-    task: asyncio.Task[None] | None = None
+    score: int
+    reason: str
 
 
 @dataclass(eq=False)
 class _PeerState:
-    known: _BoundedSet = field(default_factory=lambda: _BoundedSet(MAX_KNOWN_PER_PEER))
+    known: BoundedSet = field(default_factory=lambda: BoundedSet(MAX_KNOWN_PER_PEER))
     requested: dict[tuple[int, bytes], float] = field(default_factory=dict)
     caps: WorkerCaps | None = None
     caps_at: float = float("-inf")
     worker_id: str | None = None
-    pending: dict[int, _Pending] = field(default_factory=dict)
-    finished: _BoundedSet = field(default_factory=lambda: _BoundedSet(MAX_RECENT_REQUESTS))
-    serving: dict[int, _Serving] = field(default_factory=dict)
 
 
 class PouwGossip:
@@ -203,16 +129,16 @@ class PouwGossip:
         self._relay: OrderedDict[tuple[int, bytes], Message] = OrderedDict()
         self._relay_sizes: dict[tuple[int, bytes], int] = {}
         self._relay_bytes = 0
-        self._seen = _BoundedSet(MAX_SEEN)
+        self._seen = BoundedSet(MAX_SEEN)
         self._asked: dict[tuple[int, bytes], tuple[int, float]] = {}
         self._worker_peer: dict[str, int] = {}
         self._advert: LocalAdvert | None = None
-        self._executor: JobExecutor | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._closing = False
-        # Called with each receipt / attestation / advert accepted from a peer (and the peer's id).
-        self.receipt_listeners: list[Callable[[object, int | None], None]] = []
-        self.attestation_listeners: list[Callable[[object, int | None], None]] = []
+        self.jobs = RemoteJobs(self._find_peer, limits=limits, clock=clock)
+        # Called with each receipt accepted (from a peer or submitted here) and the job it answers, so
+        # that a validator can re-check it; with each attestation accepted and the sending peer's id
+        # (None: submitted here); with each capability advert accepted and the peer's id.
+        self.receipt_listeners: list[Callable[[Receipt, JobSpec], None]] = []
+        self.attestation_listeners: list[Callable[[Attestation, int | None], None]] = []
         self.caps_listeners: list[Callable[[WorkerCaps, int], None]] = []
 
     # --- lifecycle -------------------------------------------------------------------------------------
@@ -221,25 +147,18 @@ class PouwGossip:
 
     async def close(self) -> None:
         """Stop the jobs run for peers and fail the jobs run on them (the node is shutting down)."""
-        self._closing = True
-        for state in self._state.values():
-            for serving in state.serving.values():
-                serving.stop.set()
-            for pending in state.pending.values():
-                pending.events.put_nowait(("lost", WorkerLostError("the node is shutting down")))
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.jobs.close()
 
     # --- this node's worker ------------------------------------------------------------------------------
     def set_local_worker(self, advert: LocalAdvert | None, executor: JobExecutor | None) -> None:
         """Serve remote jobs with `executor` and advertise `advert` to every PoUW peer (None: stop)."""
         self._advert = advert
-        self._executor = executor
-        if advert is not None:
-            for peer in self._pouw_peers():
-                self._send_caps(peer)
+        if advert is None or executor is None:
+            self.jobs.set_executor(None, 0)
+            return
+        self.jobs.set_executor(executor, advert.max_concurrency)
+        for peer in self._pouw_peers():
+            self._send_caps(peer)
 
     def _send_caps(self, peer: PouwPeer) -> None:
         if self._advert is not None:
@@ -248,10 +167,10 @@ class PouwGossip:
     # --- peers -----------------------------------------------------------------------------------------
     @staticmethod
     def speaks_pouw(peer: PouwPeer) -> bool:
-        return bool(peer.remote.services & NODE_POUW)
+        return speaks_pouw(peer)
 
     def _pouw_peers(self) -> list[PouwPeer]:
-        return [p for p in self._peers() if p.successfully_connected and not p.closed and self.speaks_pouw(p)]
+        return [p for p in self._peers() if p.successfully_connected and not p.closed and speaks_pouw(p)]
 
     def _find_peer(self, peer_id: int) -> PouwPeer | None:
         return next((p for p in self._peers() if p.id == peer_id and not p.closed), None)
@@ -264,24 +183,19 @@ class PouwGossip:
 
     def on_connected(self, peer: PouwPeer) -> None:
         """After verack: PoUW peers learn our worker's capabilities (others hear nothing from us)."""
-        if not self.speaks_pouw(peer):
+        if not speaks_pouw(peer):
             return
         self._peer_state(peer)
         self._send_caps(peer)
 
     def on_disconnected(self, peer: PouwPeer) -> None:
+        self.jobs.on_disconnected(peer)
         state = self._state.pop(peer.id, None)
         if state is None:
             return
         for key in state.requested:
             if self._asked.get(key, (None,))[0] == peer.id:
                 del self._asked[key]
-        for pending in state.pending.values():
-            pending.events.put_nowait(("lost", WorkerLostError(f"peer={peer.id} disconnected mid-job")))
-        for serving in state.serving.values():
-            serving.stop.set()
-            if serving.task is not None:
-                serving.task.cancel()
         if state.worker_id is not None and self._worker_peer.get(state.worker_id) == peer.id:
             del self._worker_peer[state.worker_id]
             self.directory.remove(state.worker_id)
@@ -289,8 +203,11 @@ class PouwGossip:
 
     # --- dispatch --------------------------------------------------------------------------------------
     async def handle(self, peer: PouwPeer, message: Message) -> None:
-        if not self.speaks_pouw(peer):
+        if not speaks_pouw(peer):
             peer.misbehaving(SCORE_NOT_SIGNALLED, f"{message.command} without NODE_POUW")
+            return
+        if isinstance(message, _JOB_MESSAGES):
+            self.jobs.handle(peer, message)
             return
         state = self._peer_state(peer)
         if isinstance(message, PouwCapsMessage):
@@ -299,18 +216,10 @@ class PouwGossip:
             self._on_object(peer, state, MSG_POUW_RECEIPT, message)
         elif isinstance(message, PouwAttestationMessage):
             self._on_object(peer, state, MSG_POUW_ATTESTATION, message)
-        elif isinstance(message, PouwJob):
-            self._on_job(peer, state, message)
-        elif isinstance(message, PouwCancel):
-            serving = state.serving.get(message.request_id)
-            if serving is not None:  # an unknown id: the job finished while the cancel was on its way
-                serving.stop.set()
-        elif isinstance(message, PouwToken | PouwResult | PouwErrorMessage):
-            self._on_answer(peer, state, message)
 
     def on_inventory(self, peer: PouwPeer, command: str, items: list[msg.Inventory]) -> None:
         """PoUW items of an inv, getdata or notfound (aipgd.net.processing splits them out)."""
-        if not self.speaks_pouw(peer):
+        if not speaks_pouw(peer):
             return  # Core ignores inventory types it does not know
         state = self._peer_state(peer)
         if command == "inv":
@@ -366,41 +275,54 @@ class PouwGossip:
         state.known.add(key)
         if key in self._seen:
             return  # a duplicate (asked of two peers after a timeout): ignored, not punished
-        verdict = self._accept(message, origin=peer)
-        if verdict == "bad-signature":
-            peer.misbehaving(SCORE_BAD_SIGNATURE, f"{message.command} {obj.id_hex}: bad signature")
-        elif verdict is not None:
+        refusal = self._accept(message, origin=peer)
+        if refusal is None:
+            return
+        if refusal.score:
+            peer.misbehaving(refusal.score, f"{message.command} {obj.id_hex}: {refusal.reason}")
+        else:
             log_print(logger, "net", "PoUW %s %s from peer=%d not relayed: %s", message.command, obj.id_hex,
-                      peer.id, verdict)
+                      peer.id, refusal.reason)
+
+    def _check(self, message: PouwReceiptMessage | PouwAttestationMessage) -> _Refusal | None:
+        """Whether an object may be kept and relayed: consensus-like rules first (a break costs the
+        sender 100), then this node's policy (over its limits: not relayed, not punished)."""
+        if isinstance(message, PouwAttestationMessage):
+            if not verify_attestation_signature(message.attestation):
+                return _Refusal(SCORE_BAD_SIGNATURE, "bad-signature")
+            return None
+        receipt, spec = message.receipt, message.spec
+        try:
+            receipt.check_matches(spec)
+        except PouwError as exc:
+            return _Refusal(SCORE_WRONG_JOB, f"wrong-job ({exc})")
+        if not verify_receipt_signature(receipt):
+            return _Refusal(SCORE_BAD_SIGNATURE, "bad-signature")
+        try:
+            check_jobspec(spec, self.limits)  # no deadline check: a receipt outlives its job's deadline
+            check_receipt(receipt, self.limits)
+        except PouwError as exc:
+            return _Refusal(0, str(exc))
+        return None
 
     def _accept(self, message: PouwReceiptMessage | PouwAttestationMessage,
-                origin: PouwPeer | None) -> str | None:
-        """Check, keep and announce an object. None when accepted; else why not: "bad-signature"
-        (misbehaviour) or a policy reason (over this node's limits: not relayed, not punished)."""
+                origin: PouwPeer | None) -> _Refusal | None:
+        """Check, keep and announce an object; None when accepted, else why not."""
+        refusal = self._check(message)
+        if refusal is not None:
+            return refusal
         obj: Receipt | Attestation
         if isinstance(message, PouwReceiptMessage):
             inv_type, obj = MSG_POUW_RECEIPT, message.receipt
-            valid = verify_receipt_signature(message.receipt)
-            listeners = self.receipt_listeners
         else:
             inv_type, obj = MSG_POUW_ATTESTATION, message.attestation
-            valid = verify_attestation_signature(message.attestation)
-            listeners = self.attestation_listeners
-        if not valid:
-            return "bad-signature"
-        if isinstance(obj, Receipt):
-            try:
-                check_receipt(obj, self.limits)
-            except PouwError as exc:
-                return str(exc)
         key = (inv_type, obj.id)
         self._seen.add(key)
         self._remember(key, message)
         origin_id = origin.id if origin is not None else None
         log_print(logger, "net", "PoUW %s %s accepted from %s", message.command, obj.id_hex,
                   f"peer={origin_id}" if origin is not None else "this node")
-        for listener in listeners:
-            listener(obj, origin_id)
+        self._notify(message, origin_id)
         item = msg.Inventory(inv_type, obj.id)
         for peer in self._pouw_peers():
             known = self._peer_state(peer).known
@@ -408,6 +330,18 @@ class PouwGossip:
                 known.add(key)
                 peer.send(msg.Inv((item,)))
         return None
+
+    def _notify(self, message: PouwReceiptMessage | PouwAttestationMessage, origin_id: int | None) -> None:
+        # A listener's failure (the validator's, the store's) is its own: relay goes on.
+        try:
+            if isinstance(message, PouwReceiptMessage):
+                for receipt_listener in self.receipt_listeners:
+                    receipt_listener(message.receipt, message.spec)
+            else:
+                for attestation_listener in self.attestation_listeners:
+                    attestation_listener(message.attestation, origin_id)
+        except Exception:
+            logger.exception("PoUW %s listener failed", message.command)
 
     def _remember(self, key: tuple[int, bytes], message: Message) -> None:
         size = len(message.serialize())
@@ -418,15 +352,20 @@ class PouwGossip:
             old, _ = self._relay.popitem(last=False)
             self._relay_bytes -= self._relay_sizes.pop(old)
 
-    def submit_receipt(self, receipt: Receipt) -> bool:
-        """Relay a receipt made or received off the P2P layer (this node's worker, the API).
+    def submit_receipt(self, receipt: Receipt, spec: JobSpec) -> bool:
+        """Relay a receipt made or received off the P2P layer (this node's worker, the API), with the
+        job it answers so that validators can re-check it.
 
-        False when its signature does not verify or it breaks this node's limits; True also when it
-        was known already.
+        False when it does not answer `spec`, its signature does not verify, or it or its job breaks
+        this node's limits; True also when it was known already.
         """
+        try:
+            receipt.check_matches(spec)
+        except PouwError:
+            return False
         if (MSG_POUW_RECEIPT, receipt.id) in self._seen:
             return True
-        return self._accept(PouwReceiptMessage(receipt), origin=None) is None
+        return self._accept(PouwReceiptMessage(receipt, spec), origin=None) is None
 
     def submit_attestation(self, attestation: Attestation) -> bool:
         """Relay an attestation this node's validator signed (False: its signature does not verify)."""
@@ -437,6 +376,11 @@ class PouwGossip:
     def relayed(self, inv_type: int, object_id: bytes) -> Message | None:
         """The pouwrcpt / pouwatt message kept for an object, if it is still in the relay cache."""
         return self._relay.get((inv_type, object_id))
+
+    def relayed_receipt(self, receipt_id: bytes) -> tuple[Receipt, JobSpec] | None:
+        """A receipt still in the relay cache, with the job it answers."""
+        found = self._relay.get((MSG_POUW_RECEIPT, receipt_id))
+        return (found.receipt, found.spec) if isinstance(found, PouwReceiptMessage) else None
 
     # --- capability adverts ------------------------------------------------------------------------------
     def _on_caps(self, peer: PouwPeer, state: _PeerState, caps: WorkerCaps) -> None:
@@ -480,200 +424,10 @@ class PouwGossip:
         info = self.directory.get(worker_id)
         if peer_id is None or info is None:
             return None
-        return RemotePeerWorker(self, peer_id, info)
+        return RemotePeerWorker(self.jobs, peer_id, info)
 
-    # --- remote jobs: requester side ---------------------------------------------------------------------
+    # --- remote jobs (pouw.remotejobs) -------------------------------------------------------------------
     async def run_remote(self, peer_id: int, worker_pubkey: bytes, spec: JobSpec,
                          stop: threading.Event | None = None, on_text: TextSink | None = None) -> JobOutcome:
         """Run `spec` on the worker behind `peer_id`; WorkerLostError when it goes away or misbehaves."""
-        peer = self._find_peer(peer_id)
-        if peer is None or self._closing or not self.speaks_pouw(peer):
-            raise WorkerLostError(f"peer={peer_id} is not connected")
-        state = self._peer_state(peer)
-        request_id = next(_request_ids)
-        pending = _Pending(spec, worker_pubkey, on_text is not None, asyncio.Queue())
-        state.pending[request_id] = pending
-        cancel_sent = False
-        try:
-            peer.send(PouwJob(request_id, spec, on_text is not None))
-            while True:
-                # The stop event is a threading.Event (set by the queue or a backend thread): poll it.
-                poll = STOP_POLL_INTERVAL if stop is not None and not cancel_sent else None
-                try:
-                    kind, value = await asyncio.wait_for(pending.events.get(), poll)
-                except TimeoutError:
-                    if stop is not None and stop.is_set():
-                        cancel_sent = True
-                        peer.send(PouwCancel(request_id))
-                    continue
-                if kind == "token":
-                    assert isinstance(value, str)
-                    if on_text is not None:
-                        result = on_text(value)
-                        if result is not None:
-                            await result
-                elif kind == "done":
-                    assert isinstance(value, JobOutcome)
-                    return value
-                else:
-                    assert isinstance(value, Exception)
-                    raise value
-        except asyncio.CancelledError:
-            if not cancel_sent and not peer.closed:
-                peer.send(PouwCancel(request_id))
-            raise
-        finally:
-            if state.pending.pop(request_id, None) is not None:
-                state.finished.add(request_id)
-
-    def _on_answer(self, peer: PouwPeer, state: _PeerState,
-                   message: PouwToken | PouwResult | PouwErrorMessage) -> None:
-        pending = state.pending.get(message.request_id)
-        if pending is None:
-            if message.request_id not in state.finished:  # late answers to finished requests are fine
-                peer.misbehaving(SCORE_UNSOLICITED, f"unsolicited {message.command} {message.request_id}")
-            return
-        if isinstance(message, PouwToken):
-            if not pending.stream or message.seq != pending.next_seq:
-                peer.misbehaving(SCORE_UNSOLICITED, f"pouwtoken {message.seq} out of order")
-                return
-            pending.next_seq += 1
-            pending.streamed_bytes += len(message.text.encode("utf-8"))
-            if pending.streamed_bytes > MAX_RESULT_TEXT_BYTES:
-                # More text than any result may carry: the stream is not the job's output.
-                peer.misbehaving(SCORE_UNSOLICITED, f"pouwtoken stream of request {message.request_id} "
-                                 f"exceeds {MAX_RESULT_TEXT_BYTES} bytes")
-                state.pending.pop(message.request_id)
-                state.finished.add(message.request_id)
-                peer.send(PouwCancel(message.request_id))
-                pending.events.put_nowait(("error", WorkerLostError(f"peer={peer.id} streamed too much")))
-                return
-            pending.events.put_nowait(("token", message.text))
-        elif isinstance(message, PouwErrorMessage):
-            error: Exception
-            if message.code in RETRYABLE_ERRORS:
-                error = WorkerLostError(f"peer={peer.id}: {message.code}: {message.message}")
-            else:
-                error = JobFailedError(message.code, message.message)
-            state.pending.pop(message.request_id)
-            state.finished.add(message.request_id)
-            pending.events.put_nowait(("error", error))
-        else:
-            state.pending.pop(message.request_id)
-            state.finished.add(message.request_id)
-            problem = _result_problem(pending, message)
-            if problem is not None:
-                peer.misbehaving(SCORE_BAD_RESULT, f"pouwresult: {problem}")
-                pending.events.put_nowait(("error", WorkerLostError(f"peer={peer.id} sent a bad result: "
-                                                                     f"{problem}")))
-                return
-            embeddings = message.embeddings or None
-            pending.events.put_nowait(("done", JobOutcome(message.receipt, text=message.text,
-                                                          embeddings=embeddings)))
-
-    # --- remote jobs: worker side ------------------------------------------------------------------------
-    def _on_job(self, peer: PouwPeer, state: _PeerState, job: PouwJob) -> None:
-        rid = job.request_id
-        if self._executor is None or self._advert is None or self._closing:
-            peer.send(PouwErrorMessage(rid, "shutting-down" if self._closing else "not-a-worker",
-                                       "this node runs no PoUW worker"))
-            return
-        if rid in state.serving:
-            peer.send(PouwErrorMessage(rid, "duplicate-request", "this request id is running already"))
-            return
-        if len(state.serving) >= self._advert.max_concurrency:
-            peer.send(PouwErrorMessage(rid, "busy", f"{len(state.serving)} jobs of this peer are running"))
-            return
-        try:
-            check_jobspec(job.spec, self.limits, int(self._clock()))
-        except PouwError as exc:
-            peer.send(PouwErrorMessage(rid, "invalid-job", str(exc)[:MAX_ERROR_MESSAGE_BYTES // 4]))
-            return
-        serving = _Serving(threading.Event())
-        state.serving[rid] = serving
-        task = asyncio.get_running_loop().create_task(self._serve(peer, state, rid, job, serving),
-                                                      name=f"pouw-remote-job-{peer.id}-{rid}")
-        serving.task = task
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    async def _serve(self, peer: PouwPeer, state: _PeerState, rid: int, job: PouwJob,
-                     serving: _Serving) -> None:
-        executor = self._executor
-        assert executor is not None
-        seq = itertools.count()
-
-        def on_text(text: str) -> None:
-            for piece in split_text(text):
-                peer.send(PouwToken(rid, next(seq), piece))
-
-        reply: Message
-        try:
-            outcome = await executor(job.spec, serving.stop, on_text if job.stream else None)
-            reply = _result_message(rid, outcome)
-        except asyncio.CancelledError:
-            return  # the peer left or the node stops: nobody to answer
-        except JobFailedError as exc:
-            reply = PouwErrorMessage(rid, _error_code(exc.code), str(exc)[:MAX_ERROR_MESSAGE_BYTES // 4])
-        except Exception as exc:  # an executor's failure is the job's, never the node's
-            logger.warning("PoUW job %d of peer=%d failed: %s", rid, peer.id, exc)
-            reply = PouwErrorMessage(rid, "failed", type(exc).__name__)
-        finally:
-            state.serving.pop(rid, None)
-        peer.send(reply)
-
-
-def _error_code(code: str) -> str:
-    """A code as pouwerror carries it: 1..32 printable ASCII characters."""
-    clean = "".join(c for c in code if " " < c <= "~")[:MAX_ERROR_CODE_BYTES]
-    return clean or "failed"
-
-
-def _result_message(rid: int, outcome: JobOutcome) -> Message:
-    text = outcome.text or ""
-    if len(text.encode("utf-8")) > MAX_RESULT_TEXT_BYTES:
-        return PouwErrorMessage(rid, "output-too-large", f"the output exceeds {MAX_RESULT_TEXT_BYTES} bytes")
-    vectors = tuple(tuple(float(x) for x in v) for v in outcome.embeddings or ())
-    return PouwResult(rid, outcome.receipt, text, vectors)
-
-
-def _result_problem(pending: _Pending, result: PouwResult) -> str | None:
-    """Why a worker's result cannot be taken (None: it is the signed answer to the job we sent)."""
-    receipt = result.receipt
-    if receipt.worker_pubkey != pending.worker_pubkey:
-        return "the receipt names another worker"
-    if not verify_receipt_signature(receipt):
-        return "bad receipt signature"
-    try:
-        receipt.check_matches(pending.spec)
-    except PouwError as exc:
-        return f"the receipt does not answer the job ({exc})"
-    if isinstance(receipt.output, TokenOutput):
-        if sha256(result.text.encode("utf-8")) != receipt.output.text_sha256:
-            return "the text is not the receipt's output"
-    elif isinstance(receipt.output, EmbeddingOutput):
-        out = receipt.output
-        vectors = result.embeddings
-        packed = b"".join(_FLOAT.pack(x) for v in vectors for x in v)
-        if len(vectors) != out.count or any(len(v) != out.dims for v in vectors) \
-                or sha256(packed) != out.vectors_sha256:
-            return "the vectors are not the receipt's output"
-    return None
-
-
-class RemotePeerWorker:
-    """A worker reached over a PoUW link, with LocalWorker's `execute` shape (for run_routed)."""
-
-    def __init__(self, gossip: PouwGossip, peer_id: int, info: WorkerInfo) -> None:
-        self.gossip = gossip
-        self.peer_id = peer_id
-        self.worker_info = info
-        self.worker_id = info.worker_id
-
-    async def execute(self, spec: JobSpec, stop: threading.Event | None = None,
-                      on_text: TextSink | None = None, *, queued_ms: int = 0) -> JobOutcome:
-        """Runs `spec` on the remote worker; WorkerLostError when the peer goes away mid-job."""
-        pubkey = self.worker_info.pubkey
-        if pubkey is None:
-            raise WorkerLostError(f"{self.worker_id} has no worker key")
-        return await self.gossip.run_remote(self.peer_id, pubkey, spec, stop, on_text)
+        return await self.jobs.run_remote(peer_id, worker_pubkey, spec, stop, on_text)

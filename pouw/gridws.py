@@ -258,6 +258,8 @@ class GridWorkerPool:
         self._flights: dict[str, _Flight] = {}
         self._changed = asyncio.Condition()
         self._closed = False
+        # Called (on the loop) after a worker registers or leaves: the node's router follows the pool.
+        self.on_change: Callable[[], None] | None = None
 
     # -- router API -----------------------------------------------------------------------------
 
@@ -431,6 +433,8 @@ class GridWorkerPool:
                 self._sessions[session.worker_id] = session
                 self._by_name[reg.name] = session
                 self._changed.notify_all()
+                if self.on_change is not None:
+                    self.on_change()
         if refusal is not None:
             await self._refuse(ws, *refusal)
             return None
@@ -662,6 +666,8 @@ class GridWorkerPool:
             if self._by_name.get(session.reg.name) is session:
                 del self._by_name[session.reg.name]
             self._changed.notify_all()
+        if self.on_change is not None:
+            self.on_change()
         flight = session.current
         if flight is not None:
             self._finish(session, flight, _End(error=WorkerLost(

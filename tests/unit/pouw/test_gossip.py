@@ -12,7 +12,15 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from pouw_factories import VALIDATOR, WORKER, attestation, completion_spec, embed_spec, token_receipt
+from pouw_factories import (
+    VALIDATOR,
+    WORKER,
+    attestation,
+    completion_spec,
+    embed_receipt,
+    embed_spec,
+    token_receipt,
+)
 
 from aipgd.config import ArgsManager
 from aipgd.core.params import get_params
@@ -30,6 +38,8 @@ from aipgd.net.protocol import (
     POUW_PAYLOAD_LIMITS,
 )
 from pouw import gossip as gossip_module
+from pouw import remotejobs as remotejobs_module
+from pouw.attestation import Attestation
 from pouw.gossip import LocalAdvert, PouwGossip, RemotePeerWorker
 from pouw.jobspec import JobSpec
 from pouw.limits import DEFAULT_LIMITS, PouwLimits
@@ -109,8 +119,10 @@ class Node:
         self.gossip = PouwGossip(directory, limits=limits, clock=lambda: NOW)
         self.peers: list[LinkPeer] = []
         self.gossip.start(lambda: list(self.peers))
-        self.receipts: list[tuple[Any, int | None]] = []
-        self.gossip.receipt_listeners.append(lambda r, origin: self.receipts.append((r, origin)))
+        self.receipts: list[tuple[Receipt, JobSpec]] = []
+        self.gossip.receipt_listeners.append(lambda r, spec: self.receipts.append((r, spec)))
+        self.attestations: list[tuple[Attestation, int | None]] = []
+        self.gossip.attestation_listeners.append(lambda a, origin: self.attestations.append((a, origin)))
 
 
 class Net:
@@ -196,6 +208,9 @@ def streaming_executor(key: PouwKey = WORKER, pieces: tuple[str, ...] = (" there
             await asyncio.sleep(0)
         return outcome_for(spec, key, "".join(pieces))
     return execute
+
+
+SPEC = completion_spec()  # the job token_receipt() answers
 
 
 def signed_receipt(**changes: Any) -> Receipt:
@@ -317,20 +332,22 @@ def test_receipts_and_attestations_relay_across_three_nodes_once() -> None:
         b_to_c, c_from_b = net.connect(b, c)
         receipt = signed_receipt()
         att = sign_attestation(attestation(receipt_id=receipt.id), VALIDATOR)
-        assert a.gossip.submit_receipt(receipt)
+        assert a.gossip.submit_receipt(receipt, SPEC)
         assert a.gossip.submit_attestation(att)
         await net.settle()
         for node in (b, c):
-            assert isinstance(node.gossip.relayed(MSG_POUW_RECEIPT, receipt.id), PouwReceiptMessage)
+            assert node.gossip.relayed(MSG_POUW_RECEIPT, receipt.id) == PouwReceiptMessage(receipt, SPEC)
+            assert node.gossip.relayed_receipt(receipt.id) == (receipt, SPEC)
             assert node.gossip.relayed(MSG_POUW_ATTESTATION, att.id) is not None
-        assert [r.id for r, _ in c.receipts] == [receipt.id]
-        assert c.receipts[0][1] == c_from_b.id
+        # The job travels with its receipt, so every node's validator can re-check it.
+        assert a.receipts == b.receipts == c.receipts == [(receipt, SPEC)]
+        assert [o for a_, o in c.attestations] == [c_from_b.id]
         # Known-inventory filters: nobody announces an object back to where it came from.
         assert b_from_a.sent_of(msg.Inv) == []
         assert c_from_b.sent_of(msg.Inv) == []
         assert len(a_to_b.sent_of(msg.Inv)) == 2 and len(b_to_c.sent_of(msg.Inv)) == 2
         # Submitting again changes nothing.
-        assert a.gossip.submit_receipt(receipt)
+        assert a.gossip.submit_receipt(receipt, SPEC)
         await net.settle()
         assert len(a_to_b.sent_of(msg.Inv)) == 2
         assert all(p.misbehavior == 0 for n in (a, b, c) for p in n.peers)
@@ -343,8 +360,8 @@ def test_an_object_announced_by_two_peers_is_asked_of_one() -> None:
         net.connect(a1, b)
         net.connect(a2, b)
         receipt = signed_receipt()
-        a1.gossip.submit_receipt(receipt)
-        a2.gossip.submit_receipt(receipt)
+        a1.gossip.submit_receipt(receipt, SPEC)
+        a2.gossip.submit_receipt(receipt, SPEC)
         await net.settle()
         getdatas = [m for p in b.peers for m in p.sent_of(msg.GetData)]
         assert len(getdatas) == 1
@@ -360,13 +377,51 @@ def test_a_receipt_with_a_bad_signature_costs_100_and_is_not_relayed() -> None:
         bad = replace(signed_receipt(), worker_signature=sign_receipt(
             replace(token_receipt(), worker_pubkey=OTHER.pubkey), OTHER).worker_signature)
         # a lies: it announces and serves a receipt it could never have accepted itself.
-        a.gossip._remember((MSG_POUW_RECEIPT, bad.id), PouwReceiptMessage(bad))
+        a.gossip._remember((MSG_POUW_RECEIPT, bad.id), PouwReceiptMessage(bad, SPEC))
         a_to_b.send(msg.Inv((msg.Inventory(MSG_POUW_RECEIPT, bad.id),)))
         await net.settle()
         assert b_from_a.misbehavior == 100
         assert b.gossip.relayed(MSG_POUW_RECEIPT, bad.id) is None and b.receipts == []
         assert c.receipts == []
-        assert not a.gossip.submit_receipt(bad)  # nor does a node relay its own bad receipt
+        assert not a.gossip.submit_receipt(bad, SPEC)  # nor does a node relay its own bad receipt
+    run(scenario())
+
+
+def test_a_receipt_with_the_wrong_job_costs_100_and_is_not_relayed() -> None:
+    async def scenario() -> None:
+        net, a, b, c = Net(), Node("a"), Node("b"), Node("c")
+        a_to_b, b_from_a = net.connect(a, b)
+        b_to_c, _ = net.connect(b, c)
+        receipt = signed_receipt()
+        other_job = completion_spec(nonce=99)  # same model and input, another job id
+        # a lies: it serves a well-signed receipt with a job it does not answer.
+        a.gossip._remember((MSG_POUW_RECEIPT, receipt.id), PouwReceiptMessage(receipt, other_job))
+        a_to_b.send(msg.Inv((msg.Inventory(MSG_POUW_RECEIPT, receipt.id),)))
+        await net.settle()
+        assert b_from_a.misbehavior == 100 and "wrong-job" in b_from_a.reasons[0]
+        assert b.gossip.relayed(MSG_POUW_RECEIPT, receipt.id) is None and b.receipts == []
+        assert b_to_c.sent_of(msg.Inv) == [] and c.receipts == []
+        # Nor is such a pair accepted from this node's own side.
+        assert not b.gossip.submit_receipt(receipt, other_job)
+        assert not b.gossip.submit_receipt(sign_receipt(embed_receipt(), WORKER), SPEC)
+        assert b.gossip.relayed(MSG_POUW_RECEIPT, receipt.id) is None
+        # With its own job the same receipt is fine, and a later bad pairing does not stick to it.
+        assert b.gossip.submit_receipt(receipt, SPEC)
+        assert not b.gossip.submit_receipt(receipt, other_job)
+        await net.settle()
+        assert c.receipts == [(receipt, SPEC)]
+    run(scenario())
+
+
+def test_a_receipt_whose_job_breaks_this_nodes_limits_is_kept_back_without_punishment() -> None:
+    async def scenario() -> None:
+        net, a, b = Net(), Node("a"), Node("b", limits=PouwLimits(max_prompt_bytes=4))
+        _, b_from_a = net.connect(a, b)
+        receipt = signed_receipt()  # its job's prompt is 16 bytes
+        assert a.gossip.submit_receipt(receipt, SPEC)
+        await net.settle()
+        assert b_from_a.misbehavior == 0 and b.receipts == []
+        assert b.gossip.relayed(MSG_POUW_RECEIPT, receipt.id) is None
     run(scenario())
 
 
@@ -375,8 +430,8 @@ def test_a_receipt_over_this_nodes_limits_is_kept_back_without_punishment() -> N
         net, a, b = Net(), Node("a"), Node("b", limits=PouwLimits(max_tokens=2))
         _, b_from_a = net.connect(a, b)
         receipt = signed_receipt()  # 3 output tokens
-        assert a.gossip.submit_receipt(receipt)
-        assert not b.gossip.submit_receipt(receipt)
+        assert a.gossip.submit_receipt(receipt, SPEC)
+        assert not b.gossip.submit_receipt(receipt, SPEC)
         await net.settle()
         assert b_from_a.misbehavior == 0 and b.receipts == []
         assert b.gossip.relayed(MSG_POUW_RECEIPT, receipt.id) is None
@@ -388,11 +443,11 @@ def test_unsolicited_objects_cost_20_but_duplicates_of_known_ones_nothing() -> N
         net, a, b = Net(), Node("a"), Node("b")
         a_to_b, b_from_a = net.connect(a, b)
         receipt = signed_receipt()
-        a_to_b.send(PouwReceiptMessage(receipt))
+        a_to_b.send(PouwReceiptMessage(receipt, SPEC))
         await net.settle()
         assert b_from_a.misbehavior == 20 and b.receipts == []
-        b.gossip.submit_receipt(receipt)
-        a_to_b.send(PouwReceiptMessage(receipt))
+        b.gossip.submit_receipt(receipt, SPEC)
+        a_to_b.send(PouwReceiptMessage(receipt, SPEC))
         await net.settle()
         assert b_from_a.misbehavior == 20
     run(scenario())
@@ -425,10 +480,11 @@ def test_the_relay_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     node = Node("a")
     receipts = [signed_receipt(started=i, finished=i) for i in range(5)]
     for receipt in receipts:
-        assert node.gossip.submit_receipt(receipt)
+        assert node.gossip.submit_receipt(receipt, SPEC)
     kept = [r for r in receipts if node.gossip.relayed(MSG_POUW_RECEIPT, r.id) is not None]
     assert kept == receipts[2:]
-    assert node.gossip._relay_bytes == sum(len(r.serialize()) for r in kept)
+    # The cache counts what it serves: each receipt with its job.
+    assert node.gossip._relay_bytes == sum(len(r.serialize()) + len(SPEC.serialize()) for r in kept)
 
 
 def test_a_peer_can_have_only_so_many_objects_requested(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -567,7 +623,7 @@ def test_a_worker_lost_mid_job_raises_worker_lost_and_the_router_moves_on() -> N
         await killer
         assert used.pubkey == OTHER.pubkey and lost == [f"p2p:{WORKER.pubkey.hex()}"]
         assert outcome.receipt.worker_pubkey == OTHER.pubkey
-        assert not any(s.serving for s in hung.gossip._state.values())  # the worker side stopped too
+        assert not any(link.serving for link in hung.gossip.jobs._links.values())  # the worker stopped too
     run(scenario())
 
 
@@ -664,7 +720,7 @@ def test_cancelling_the_requesting_task_sends_pouwcancel() -> None:
             await task
         await net.pumping(asyncio.sleep(0.1))
         assert len(to_worker.sent_of(PouwCancel)) == 1
-        assert not any(s.serving for s in worker.gossip._state.values())
+        assert not any(link.serving for link in worker.gossip.jobs._links.values())
         # The worker's late pouwerror for the cancelled request is ignored, not punished.
         assert to_worker.misbehavior == 0
     run(scenario())
@@ -695,7 +751,9 @@ def test_out_of_order_tokens_are_punished_and_dropped() -> None:
         pieces: list[str] = []
         task = asyncio.create_task(remote.execute(completion_spec(), None, pieces.append))
         await asyncio.sleep(0)
-        rid = next(iter(requester.gossip._state[to_worker.id].pending))
+        link = requester.gossip.jobs.link(to_worker.id)
+        assert link is not None
+        rid = next(iter(link.pending))
         to_requester.send(PouwToken(rid, 5, "late"))
         await net.pumping(task)
         assert pieces == [] and to_worker.misbehavior == 20
@@ -703,7 +761,7 @@ def test_out_of_order_tokens_are_punished_and_dropped() -> None:
 
 
 def test_a_token_stream_longer_than_any_result_is_cut_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gossip_module, "MAX_RESULT_TEXT_BYTES", 10)
+    monkeypatch.setattr(remotejobs_module, "MAX_RESULT_TEXT_BYTES", 10)
 
     async def scenario() -> None:
         net, _, _, _, to_worker, remote = await connected(streaming_executor(pieces=("0123456", "789abc")))
