@@ -30,11 +30,13 @@ from aiohttp import web
 from aipgd.errors import InitError
 from pouw.api import make_app
 from pouw.attestation import Attestation
-from pouw.backends.base import BackendError, InferenceBackend
+from pouw.backends.base import BackendError, InferenceBackend, unhashed_model_id
 from pouw.config import PouwConfig
 from pouw.errors import PouwError
 from pouw.gateway import JobGateway
 from pouw.gossip import LocalAdvert, PouwGossip
+from pouw.gridexec import ApiKeyGridAuth, GridBridge, GridExecutor
+from pouw.gridws import GridWorkerPool
 from pouw.jobspec import JobSpec, Tier
 from pouw.queue import PRIORITY_FREE, PRIORITY_PAID, JobQueue
 from pouw.receipt import Receipt
@@ -48,18 +50,11 @@ from pouw.worker import JobFailedError, JobOutcome, LocalWorker, TextSink
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PouwRuntime", "load_or_create_key", "unhashed_model_id"]
+__all__ = ["PouwRuntime", "load_or_create_key"]
 
 KEY_FILENAME = "worker.key"
 JOBS_DIRNAME = "jobs"
 MEASURE_TOKENS = 16
-_UNHASHED_TAG = b"aipg-pouw-unhashed-model:"
-
-
-def unhashed_model_id(name: str) -> bytes:
-    """The stand-in content hash of a model behind an HTTP server, which cannot prove its weights:
-    sha256("aipg-pouw-unhashed-model:" || name). Receipts for it say deterministic=false."""
-    return hashlib.sha256(_UNHASHED_TAG + name.encode("utf-8")).digest()
 
 
 def load_or_create_key(path: Path) -> PouwKey:
@@ -100,6 +95,7 @@ class PouwRuntime:
         self.directory = directory if directory is not None else WorkerDirectory()
         self.gossip = gossip
         self.queue = JobQueue(1, max_queued=4096)
+        self.admission = admission
         self.gateway = JobGateway(admission, self.queue, self.directory, self.store, self.key,
                                   job_timeout=float(config.job_timeout), clock=clock)
         if gossip is not None:
@@ -116,6 +112,8 @@ class PouwRuntime:
         self.validator: Validator | None = None
         self._beacon_secret = os.urandom(32)
         self._runner: web.AppRunner | None = None
+        self.grid_pool: GridWorkerPool | None = None
+        self.grid_bridge: GridBridge | None = None
         self.api_endpoints: list[tuple[str, int]] = []
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -149,6 +147,8 @@ class PouwRuntime:
         for task in list(self._tasks):
             task.cancel()
         await self.queue.stop()
+        if self.grid_pool is not None:
+            await self.grid_pool.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -205,6 +205,14 @@ class PouwRuntime:
         else:
             self.gateway.add_executor(worker)
 
+    def _add_grid_worker(self, executor: GridExecutor) -> None:
+        self.gateway.add_executor(executor)
+        self._update_concurrency()
+
+    def _remove_grid_worker(self, worker_id: str) -> None:
+        self.gateway.remove_executor(worker_id)
+        self._update_concurrency()
+
     def _update_concurrency(self) -> None:
         # Workers join and leave (peers' adverts): the queue runs as many jobs as there are slots.
         slots = sum(w.max_concurrency for w in self.directory.workers())
@@ -212,6 +220,11 @@ class PouwRuntime:
 
     async def _start_api(self) -> None:
         app = make_app(self.gateway, clock=self._clock)
+        # Today's grid workers connect at /v1/workers/ws with one of this node's API keys.
+        self.grid_pool = GridWorkerPool(ApiKeyGridAuth(self.admission.store))
+        self.grid_pool.add_routes(app)
+        self.grid_bridge = GridBridge(self.grid_pool, self.directory, self.key, self._add_grid_worker,
+                                      self._remove_grid_worker)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         for endpoint in self.config.api_binds:

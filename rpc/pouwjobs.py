@@ -63,9 +63,13 @@ def _attestation_json(a: Attestation) -> dict[str, Any]:
 
 
 def _receipt_json(runtime: PouwRuntime, r: Receipt) -> dict[str, Any]:
-    return {"receipt": r.to_json(), "hex": r.serialize().hex(),
-            "signature_valid": verify_receipt_signature(r),
-            "attestations": [_attestation_json(a) for a in runtime.store.attestations_for(r.id)]}
+    out = {"receipt": r.to_json(), "hex": r.serialize().hex(),
+           "signature_valid": verify_receipt_signature(r),
+           "attestations": [_attestation_json(a) for a in runtime.store.attestations_for(r.id)]}
+    grid = runtime.grid_bridge.grid_receipt(r.id) if runtime.grid_bridge is not None else None
+    if grid is not None:
+        out["grid_receipt"] = grid  # the grid worker's own EIP-191 receipt and its check
+    return out
 
 
 # --- pouw_submitjob -----------------------------------------------------------------------------------

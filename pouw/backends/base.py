@@ -40,6 +40,7 @@ __all__ = [
     "Usage",
     "model_sha256",
     "render_chat_template",
+    "unhashed_model_id",
 ]
 
 FinishReason = Literal["stop", "length", "eos", "cancelled"]
@@ -69,6 +70,13 @@ class NotSupportedError(BackendError):
 
 class BackendUnavailableError(BackendError):
     """A remote backend did not answer, or answered with an error or malformed data."""
+
+
+def unhashed_model_id(name: str) -> bytes:
+    """The stand-in content hash of a model behind a server that cannot prove its weights (an
+    OpenAI-compatible server, a grid worker): sha256("aipg-pouw-unhashed-model:" || name). Receipts
+    for it say deterministic=false."""
+    return hashlib.sha256(b"aipg-pouw-unhashed-model:" + name.encode("utf-8")).digest()
 
 
 def model_sha256(path: str | os.PathLike[str]) -> bytes:
