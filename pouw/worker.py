@@ -139,10 +139,16 @@ class LocalWorker:
 
         future = loop.run_in_executor(self._executor, work)
         if on_text is not None:
-            while (text := await pieces.get()) is not None:
-                result = on_text(text)
-                if result is not None:
-                    await result
+            try:
+                while (text := await pieces.get()) is not None:
+                    result = on_text(text)
+                    if result is not None:
+                        await result
+            except BaseException:
+                # The requester went away (a closed stream) or the job was cancelled: stop the
+                # backend, which would otherwise generate to the end for nobody.
+                stop.set()
+                raise
         try:
             gen = await future
         except ContextOverflowError as exc:

@@ -100,3 +100,23 @@ def test_cancel_and_errors(worker: LocalWorker, model: tuple[Path, bytes]) -> No
         too_long = spec(model, CompletionInput("y" * 40), SamplingParams(max_tokens=context - 10))
         asyncio.run(worker.execute(too_long, threading.Event()))
     assert info.value.code == "context-overflow" and str(context) in str(info.value)
+
+
+def test_failing_text_sink_stops_the_backend(worker: LocalWorker, model: tuple[Path, bytes]) -> None:
+    """A streaming requester that goes away mid-answer stops the generation (its slot is freed)."""
+    jobs = (spec(model, CompletionInput("stream then vanish"),
+                 SamplingParams(max_tokens=100, temperature_milli=1000, seed=seed)) for seed in range(50))
+    job = next(j for j in jobs if len(asyncio.run(worker.execute(j, threading.Event())).text or "") > 8)
+    stop = threading.Event()
+    seen: list[str] = []
+
+    def sink(text: str) -> None:
+        seen.append(text)
+        raise ConnectionResetError("client closed the stream")
+
+    with pytest.raises(ConnectionResetError):
+        asyncio.run(worker.execute(job, stop, sink))
+    assert stop.is_set() and len(seen) == 1
+    # Both slots are free again: two jobs at once still run.
+    again = asyncio.run(worker.execute(job, threading.Event()))
+    assert again.receipt.usage.completion_tokens > 0
