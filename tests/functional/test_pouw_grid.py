@@ -131,3 +131,22 @@ def test_worker_killed_mid_job_is_retried(grid: dict[str, Any]) -> None:
     assert aipg["worker_pubkey"] != busy[0]["pubkey"]  # finished by the other worker
     assert r.pouw_getstats()["retried"] >= 1
     assert result["out"].usage.completion_tokens > 0
+
+
+def test_worker_only_node_behind_nolisten(tmp_path: Path) -> None:
+    """`aipgd -pouw -nolisten`: a worker that accepts no connections dials the requester itself
+    (-pouwconnect) and serves its jobs over that link."""
+    model = tmp_path / "small.gguf"
+    write_tiny_llama(model, seed=8)
+    port = free_port()
+    requester = start(tmp_path, "requester", "-pouwapi", f"-pouwapiport={port}")
+    worker = start(tmp_path, "worker", "-pouw", f"-pouwmodel=small={model}", "-listen=0", link(requester))
+    try:
+        wait_until(lambda: len(remote_workers(requester)) == 1, timeout=60, what="the worker's advert")
+        out = client(port).completions.create(model="small", prompt="dial out", max_tokens=5,
+                                              temperature=0)
+        pubkey = worker.rpc().pouw_getstats()["worker_pubkey"]
+        assert out.model_extra["aipg"]["worker_pubkey"] == pubkey  # type: ignore[index]
+    finally:
+        worker.cleanup()
+        requester.cleanup()
