@@ -403,6 +403,10 @@ POUW_OPTIONS: tuple[Option, ...] = (
            "Fraction of receipts a validator re-checks (0 to 1)", GROUP_POUW, arg="<rate>", default="0.05"),
     Option("pouwvalidator", Kind.BOOL, "Re-check sampled receipts and sign attestations", GROUP_POUW,
            default="0"),
+    Option("pouwtrustworker", Kind.MULTI,
+           "Trust the worker with this public key (hex): paid jobs of keys with trusted_only may run on "
+           "it. This node's own workers are always trusted. This option can be specified multiple times",
+           GROUP_POUW, arg="<pubkey>"),
     Option("pouwtestcheat", Kind.STRING,
            "Make this node's workers forge their outputs, to test validators (regtest only): random (random "
            "tokens), truncate (half the output, claimed finished) or text (the requester gets other text)",

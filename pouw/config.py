@@ -84,6 +84,7 @@ class PouwConfig:
     validator: bool = False  # -pouwvalidator
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     test_cheat: str = ""  # -pouwtestcheat (regtest only): how this node's workers forge outputs
+    trusted_workers: frozenset[bytes] = frozenset()  # -pouwtrustworker: peers' worker keys trusted
 
     @property
     def enabled(self) -> bool:
@@ -217,7 +218,18 @@ def pouw_config(args: ArgsManager, network: str, datadir: Path) -> PouwConfig:
         validator=args.get_bool("pouwvalidator", False),
         trusted_proxies=tuple(_proxy(p) for p in args.get_all("pouwtrustedproxy")),
         test_cheat=_test_cheat(args.get("pouwtestcheat")),
+        trusted_workers=frozenset(_pubkey("pouwtrustworker", k) for k in args.get_all("pouwtrustworker")),
     )
+
+
+def _pubkey(name: str, text: str) -> bytes:
+    try:
+        key = bytes.fromhex(text.strip())
+    except ValueError:
+        key = b""
+    if len(key) != 33 or key[0] not in (2, 3):
+        raise _invalid(name, text, "a compressed public key in hex (66 characters, 02 or 03 first)")
+    return key
 
 
 def _test_cheat(text: str | None) -> str:

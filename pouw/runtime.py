@@ -104,7 +104,7 @@ class PouwRuntime:
             self.gateway.receipt_listeners.append(lambda spec, receipt: self._relay_receipt(receipt, spec))
             gossip.receipt_listeners.append(self._on_peer_receipt)
             gossip.attestation_listeners.append(self._on_peer_attestation)
-            gossip.caps_listeners.append(lambda caps, peer: self._update_concurrency())
+            gossip.caps_listeners.append(lambda caps, peer: self._on_peer_worker(caps.worker_pubkey))
         slots = config.max_concurrency * max(1, len(config.models) + len(config.backends))
         self.executor = ThreadPoolExecutor(max_workers=max(4, 2 * slots), thread_name_prefix="pouw")
         self.backends: list[InferenceBackend] = []
@@ -204,6 +204,14 @@ class PouwRuntime:
             self.gateway.add_executor(CheatingWorker(worker, self.config.test_cheat))
         else:
             self.gateway.add_executor(worker)
+
+    def _on_peer_worker(self, pubkey: bytes) -> None:
+        """A peer's worker advertised itself: trust it when the operator said so (-pouwtrustworker)."""
+        if pubkey in self.config.trusted_workers:
+            for info in self.directory.workers():
+                if info.kind == "peer" and info.pubkey == pubkey and not info.trusted:
+                    self.directory.set_trusted(info.worker_id, True)
+        self._update_concurrency()
 
     def _add_grid_worker(self, executor: GridExecutor) -> None:
         self.gateway.add_executor(executor)

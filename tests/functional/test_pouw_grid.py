@@ -5,6 +5,7 @@ a forging worker behind a second requester is caught by the validator."""
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import pytest
 from framework import TestNode, wait_until
 from framework.util import free_port
 
+from pouw.signing import PouwKey
 from pouw.tinymodel import write_tiny_llama
 
 
@@ -44,13 +46,19 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     write_tiny_llama(model, seed=5, n_layers=4, n_embd=256, n_head=8, n_ff=768, n_ctx=512)
     worker_args = ("-pouw", f"-pouwmodel=grid={model}", "-pouwmaxconcurrency=2")
     nodes: dict[str, Any] = {}
+    # w1's worker key is known in advance, so that the requester can trust it (-pouwtrustworker).
+    trusted = PouwKey(hashlib.sha256(b"trusted grid worker").digest())
+    key_file = tmp / "w1" / "regtest" / "pouw" / "worker.key"
+    key_file.parent.mkdir(parents=True)
+    key_file.write_text(trusted.secret.hex() + "\n")
+    nodes["trusted"] = trusted.pubkey.hex()
     try:
         nodes["w1"] = start(tmp, "w1", *worker_args)
         nodes["w2"] = start(tmp, "w2", *worker_args)
         nodes["cheat"] = start(tmp, "cheat", *worker_args, "-pouwtestcheat=random")
         nodes["port"], nodes["port2"] = free_port(), free_port()
         nodes["r"] = start(tmp, "r", "-pouwapi", f"-pouwapiport={nodes['port']}", link(nodes["w1"]),
-                           link(nodes["w2"]), "-pouwfreerpm=1000")
+                           link(nodes["w2"]), "-pouwfreerpm=1000", f"-pouwtrustworker={nodes['trusted']}")
         nodes["r2"] = start(tmp, "r2", "-pouwapi", f"-pouwapiport={nodes['port2']}", link(nodes["cheat"]),
                             "-pouwfreerpm=1000")
         nodes["v"] = start(tmp, "v", "-pouwvalidator", "-pouwcheckrate=1", f"-pouwmodel=grid={model}",
@@ -89,6 +97,22 @@ def test_jobs_routed_to_peers_and_attested(grid: dict[str, Any]) -> None:
     plain = c.chat.completions.create(model="grid", messages=[{"role": "user", "content": "stream"}],
                                       max_tokens=12, seed=2, temperature=0.8)
     assert text == plain.choices[0].message.content
+
+
+def test_paid_keys_use_trusted_workers_and_pay(grid: dict[str, Any]) -> None:
+    r = grid["r"].rpc()
+    trusted = {w["pubkey"] for w in remote_workers(grid["r"]) if w["trusted"]}
+    assert trusted == {grid["trusted"]}
+    key = r.pouw_createapikey("paying", 1)  # trusted_only by default
+    for i in range(3):
+        out = client(grid["port"], key["key"]).completions.create(model="grid", prompt=f"paid {i}",
+                                                                   max_tokens=4)
+        assert out.model_extra["aipg"]["worker_pubkey"] == grid["trusted"]  # type: ignore[index]
+    assert {k["id"]: k for k in r.pouw_listapikeys()}[key["id"]]["spent"] > 0
+    poor = r.pouw_createapikey("poor", "0.000001", False)
+    with pytest.raises(openai.APIStatusError) as info:
+        client(grid["port"], poor["key"]).completions.create(model="grid", prompt="dear", max_tokens=300)
+    assert info.value.status_code == 402
 
 
 def test_forging_worker_caught(grid: dict[str, Any]) -> None:
