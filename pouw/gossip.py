@@ -134,9 +134,10 @@ class PouwGossip:
         self._worker_peer: dict[str, int] = {}
         self._advert: LocalAdvert | None = None
         self.jobs = RemoteJobs(self._find_peer, limits=limits, clock=clock)
-        # Called with each receipt accepted (from a peer or submitted here) and the job it answers, so
-        # that a validator can re-check it; with each attestation accepted and the sending peer's id
-        # (None: submitted here); with each capability advert accepted and the peer's id.
+        # Called with each receipt accepted from a peer and the job it answers, so that a validator
+        # can re-check it (receipts submitted here are not echoed: their submitter has them); with
+        # each attestation accepted and the sending peer's id (None: submitted here); with each
+        # capability advert accepted and the peer's id.
         self.receipt_listeners: list[Callable[[Receipt, JobSpec], None]] = []
         self.attestation_listeners: list[Callable[[Attestation, int | None], None]] = []
         self.caps_listeners: list[Callable[[WorkerCaps, int], None]] = []
@@ -332,16 +333,13 @@ class PouwGossip:
         return None
 
     def _notify(self, message: PouwReceiptMessage | PouwAttestationMessage, origin_id: int | None) -> None:
-        # A listener's failure (the validator's, the store's) is its own: relay goes on.
-        try:
-            if isinstance(message, PouwReceiptMessage):
+        if isinstance(message, PouwReceiptMessage):
+            if origin_id is not None:
                 for receipt_listener in self.receipt_listeners:
-                    receipt_listener(message.receipt, message.spec)
-            else:
-                for attestation_listener in self.attestation_listeners:
-                    attestation_listener(message.attestation, origin_id)
-        except Exception:
-            logger.exception("PoUW %s listener failed", message.command)
+                    _call_listener(message.command, receipt_listener, message.receipt, message.spec)
+        else:
+            for attestation_listener in self.attestation_listeners:
+                _call_listener(message.command, attestation_listener, message.attestation, origin_id)
 
     def _remember(self, key: tuple[int, bytes], message: Message) -> None:
         size = len(message.serialize())
@@ -431,3 +429,10 @@ class PouwGossip:
                          stop: threading.Event | None = None, on_text: TextSink | None = None) -> JobOutcome:
         """Run `spec` on the worker behind `peer_id`; WorkerLostError when it goes away or misbehaves."""
         return await self.jobs.run_remote(peer_id, worker_pubkey, spec, stop, on_text)
+
+
+def _call_listener(command: str, listener: Callable[..., None], *args: object) -> None:
+    try:
+        listener(*args)
+    except Exception:  # a listener's failure (the store's, the validator's) is its own: relay goes on
+        logger.exception("PoUW %s listener failed", command)

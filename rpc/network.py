@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aipgd.net.netaddress import AddressError, NetAddr, SubNet
-from aipgd.net.protocol import PROTOCOL_VERSION
+from aipgd.net.protocol import NODE_POUW, PROTOCOL_VERSION
 from rpc.control import DEFAULT_MIN_RELAY_TX_FEE, client_version
 from rpc.dispatch import RPCContext
 from rpc.errors import RPCError, RPCErrorCode
@@ -120,6 +120,9 @@ def _peer_json(connman: Any, peer: Any, now: float) -> dict[str, Any]:
             "minfeefilter": amount_value(peer.fee_filter),
             "bytessent_per_msg": dict(sorted(stats.bytes_sent_per_msg.items())),
             "bytesrecv_per_msg": dict(sorted(stats.bytes_recv_per_msg.items())),
+            # AIPG extension (no Core field): a PoUW peer, one that signalled NODE_POUW or that
+            # -pouwconnect named (docs/pouw-protocol.md "Network").
+            "pouw": bool(remote.services & NODE_POUW) or bool(getattr(peer, "pouw_link", False)),
         }
     )
     return entry
@@ -339,7 +342,11 @@ GETPEERINFO_HELP = (
     '"version": v, "subver": "/aipgd:x.x.x/", "inbound": true|false, "addnode": '
     'true|false, "startingheight": n, "banscore": n, "synced_headers": n, '
     '"synced_blocks": n, "inflight": [n, ...], "whitelisted": true|false, '
-    '"minfeefilter": x.xxxxxxxx, "bytessent_per_msg": {}, "bytesrecv_per_msg": {} }, ... ]\n'
+    '"minfeefilter": x.xxxxxxxx, "bytessent_per_msg": {}, "bytesrecv_per_msg": {}, '
+    '"pouw": true|false }, ... ]\n'
+    '\n"pouw" is an AIPG extension (Core has no such field): true when the peer signalled\n'
+    "NODE_POUW (service bit 24: it speaks the Proof-of-Useful-Work messages) or is a\n"
+    "-pouwconnect link.\n"
     + examples("getpeerinfo")
 )
 GETNETWORKINFO_HELP = (

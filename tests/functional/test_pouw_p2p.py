@@ -1,6 +1,7 @@
 """PoUW over P2P between real aipgd processes: -pouwconnect links signalled with NODE_POUW, a worker's
 signed capability advert registered by the node it reaches, receipts and attestations relayed across
-three nodes by inv/getdata, and broken PoUW messages scored while honest and Core peers are unaffected.
+three nodes by inv/getdata (each receipt with the job it answers), and broken PoUW messages scored while
+honest and Core peers are unaffected.
 
 Objects enter and leave the network through raw test peers that speak the wire protocol, so every
 step inside the nodes is the production code path (no test-only RPC)."""
@@ -80,14 +81,13 @@ def has_inv(peer: RawPeer, inv_type: int, object_id: bytes) -> Callable[[msg.Mes
     return accept
 
 
-def make_spec() -> JobSpec:
+def make_spec(nonce: int = 1) -> JobSpec:
     sampling = SamplingParams(max_tokens=16, temperature_milli=0, seed=7)
     return JobSpec(ModelRef("tiny-llama-2l", bytes(range(32))), CompletionInput("Hello"), sampling,
-                   deadline=int(time.time()) + 600, nonce=1)
+                   deadline=int(time.time()) + 600, nonce=nonce)
 
 
-def make_receipt() -> Receipt:
-    spec = make_spec()
+def make_receipt(spec: JobSpec) -> Receipt:
     sampling = spec.sampling
     now = int(time.time())
     receipt = Receipt(spec.id, WORKER.pubkey, spec.model.sha256, spec.input_hash,
@@ -115,7 +115,10 @@ def pouw_peers(node: TestNode, count: int) -> list[dict[str, object]]:
         peers = [p for p in rpc.getpeerinfo() if int(str(p["services"]), 16) & NODE_POUW]
         return len(peers) >= count
     wait_until(linked, timeout=60, what=f"{count} PoUW peer(s) of {node.datadir.name}")
-    return [p for p in rpc.getpeerinfo() if int(str(p["services"]), 16) & NODE_POUW]
+    peers = rpc.getpeerinfo()
+    # getpeerinfo's "pouw" (an AIPG extension) says the same as the service bit.
+    assert all(p["pouw"] is bool(int(str(p["services"]), 16) & NODE_POUW) for p in peers)
+    return [p for p in peers if p["pouw"]]
 
 
 def test_pouwconnect_link_and_a_workers_caps_reach_the_node(make_node: Callable[..., TestNode]) -> None:
@@ -166,10 +169,11 @@ def test_receipts_and_attestations_relay_across_three_nodes(make_node: Callable[
     core_peer = pouw_peer(c, "127.0.0.33", NODE_NETWORK | NODE_WITNESS)  # an AIPG Core node: no NODE_POUW
     pouw_peers(a, 2)
     pouw_peers(c, 2)
-    receipt = make_receipt()
+    spec = make_spec()
+    receipt = make_receipt(spec)
     att = make_attestation(receipt)
     for inv_type, object_id, command, payload in (
-            (MSG_POUW_RECEIPT, receipt.id, "pouwrcpt", receipt.serialize()),
+            (MSG_POUW_RECEIPT, receipt.id, "pouwrcpt", receipt.serialize() + spec.serialize()),
             (MSG_POUW_ATTESTATION, att.id, "pouwatt", att.serialize())):
         item = msg.Inventory(inv_type, object_id)
         injector.send(msg.Inv((item,)))
@@ -179,7 +183,7 @@ def test_receipts_and_attestations_relay_across_three_nodes(make_node: Callable[
         observer.wait_for_message(has_inv(observer, inv_type, object_id), timeout=60)
         observer.send(msg.GetData((item,)))
         got = pouw_message(observer, command)
-        assert got.serialize() == payload
+        assert got.serialize() == payload  # a receipt reaches c with the job it answers
     # The injector is never offered back what it sent (known inventory), and a Core peer hears nothing.
     observer.send(msg.Ping(7))
     observer.wait_for_message(lambda m: m == msg.Pong(7))
@@ -190,6 +194,7 @@ def test_receipts_and_attestations_relay_across_three_nodes(make_node: Callable[
     assert not any(type(m) is msg.Inv and any(i.type in (MSG_POUW_RECEIPT, MSG_POUW_ATTESTATION)
                                               for i in m.items) for m in core_peer.messages)
     assert not any(type(m) is msg.Inv for m in injector.messages)
+    assert [p["pouw"] for p in c.rpc().getpeerinfo() if str(p["addr"]).startswith("127.0.0.33")] == [False]
     scores = {p["addr"]: p["banscore"] for n in (a, b, c) for p in n.rpc().getpeerinfo()}
     assert set(scores.values()) == {0}
     for node in (c, a, b):
@@ -210,14 +215,22 @@ def test_broken_pouw_messages_are_scored_while_an_honest_peer_stays(
     assert malformed.closed_by_node()
     # A receipt with a bad signature costs 100 at once.
     forger = pouw_peer(node, "127.0.0.43")
-    receipt = make_receipt()
+    spec = make_spec()
+    receipt = make_receipt(spec)
     # The worker's signature, moved onto a receipt with another finish time: it no longer verifies.
     bad = replace(receipt, finished=receipt.finished + 1)
     assert bad.worker_signature == receipt.worker_signature and bad.id != receipt.id
     forger.send(msg.Inv((msg.Inventory(MSG_POUW_RECEIPT, bad.id),)))
     forger.wait_for("getdata")
-    forger.send_raw(frame(MAGIC, "pouwrcpt", bad.serialize()))
+    forger.send_raw(frame(MAGIC, "pouwrcpt", bad.serialize() + spec.serialize()))
     assert forger.closed_by_node()
+    # A well-signed receipt served with a job it does not answer costs 100 at once too.
+    mismatcher = pouw_peer(node, "127.0.0.46")
+    mismatcher.send(msg.Inv((msg.Inventory(MSG_POUW_RECEIPT, receipt.id),)))
+    mismatcher.wait_for("getdata")
+    mismatcher.send_raw(frame(MAGIC, "pouwrcpt", receipt.serialize() + make_spec(nonce=2).serialize()))
+    assert mismatcher.closed_by_node()
+    node.wait_for_log(r"Misbehaving: .*reason: pouwrcpt [0-9a-f]{64}: wrong-job")
     # An oversized PoUW message is refused on its header: the stream is dropped.
     oversized = pouw_peer(node, "127.0.0.44")
     oversized.send_raw(frame(MAGIC, "pouwtoken", bytes(POUW_PAYLOAD_LIMITS["pouwtoken"] + 1)))

@@ -339,8 +339,9 @@ def test_receipts_and_attestations_relay_across_three_nodes_once() -> None:
             assert node.gossip.relayed(MSG_POUW_RECEIPT, receipt.id) == PouwReceiptMessage(receipt, SPEC)
             assert node.gossip.relayed_receipt(receipt.id) == (receipt, SPEC)
             assert node.gossip.relayed(MSG_POUW_ATTESTATION, att.id) is not None
-        # The job travels with its receipt, so every node's validator can re-check it.
-        assert a.receipts == b.receipts == c.receipts == [(receipt, SPEC)]
+        # The job travels with its receipt, so every node's validator can re-check it; the node that
+        # submitted it is not told of its own receipt.
+        assert b.receipts == c.receipts == [(receipt, SPEC)] and a.receipts == []
         assert [o for a_, o in c.attestations] == [c_from_b.id]
         # Known-inventory filters: nobody announces an object back to where it came from.
         assert b_from_a.sent_of(msg.Inv) == []
@@ -410,6 +411,23 @@ def test_a_receipt_with_the_wrong_job_costs_100_and_is_not_relayed() -> None:
         assert not b.gossip.submit_receipt(receipt, other_job)
         await net.settle()
         assert c.receipts == [(receipt, SPEC)]
+    run(scenario())
+
+
+def test_a_failing_receipt_listener_does_not_stop_the_relay() -> None:
+    async def scenario() -> None:
+        net, a, b, c = Net(), Node("a"), Node("b"), Node("c")
+        net.connect(a, b)
+        net.connect(b, c)
+
+        def broken(receipt: Receipt, spec: JobSpec) -> None:
+            raise RuntimeError("store is full")
+
+        b.gossip.receipt_listeners.insert(0, broken)
+        receipt = signed_receipt()
+        assert a.gossip.submit_receipt(receipt, SPEC)
+        await net.settle()
+        assert b.receipts == c.receipts == [(receipt, SPEC)]
     run(scenario())
 
 

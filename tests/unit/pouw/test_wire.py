@@ -9,10 +9,26 @@ from dataclasses import replace
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pouw_factories import VALIDATOR, WORKER, attestation, completion_spec, embed_receipt, token_receipt
+from pouw_factories import (
+    REQUESTER,
+    VALIDATOR,
+    WORKER,
+    attestation,
+    completion_spec,
+    embed_receipt,
+    embed_spec,
+    token_receipt,
+)
 
 from aipgd.core.params import get_params
-from aipgd.core.serialize import ByteReader, DeserializationError, ser_compact_size, ser_u32, ser_u64
+from aipgd.core.serialize import (
+    MAX_PROTOCOL_MESSAGE_LENGTH,
+    ByteReader,
+    DeserializationError,
+    ser_compact_size,
+    ser_u32,
+    ser_u64,
+)
 from aipgd.net import messages as m
 from aipgd.net.protocol import (
     COMMAND_SIZE,
@@ -35,7 +51,11 @@ from aipgd.net.protocol import (
     ProtocolError,
     frame,
 )
-from pouw.signing import PouwKey, sign_attestation, sign_receipt
+from pouw import wire
+from pouw.jobspec import ChatInput, ChatMessage, ChatRole, JobSpec, ModelRef, SamplingParams, Tier
+from pouw.limits import HARD_LIMITS
+from pouw.receipt import ExecutionFacts, FinishReason, Receipt, Timings, TokenOutput, Usage
+from pouw.signing import CAPS_TAG, PouwKey, sign_attestation, sign_receipt, sign_requester_ack
 from pouw.wire import (
     MAX_TOKEN_TEXT_BYTES,
     POUW_MESSAGE_TYPES,
@@ -74,7 +94,7 @@ def samples() -> list[m.Message]:
         PouwResult(6, sign_receipt(embed_receipt(), WORKER), "", ((0.5, -1.0, 2.0), (0.0, 0.25, 1.5))),
         PouwErrorMessage(7, "busy", "3 jobs of this peer are running"),
         PouwCancel(8),
-        PouwReceiptMessage(receipt),
+        PouwReceiptMessage(receipt, completion_spec()),
         PouwAttestationMessage(sign_attestation(attestation(), VALIDATOR)),
     ]
 
@@ -226,3 +246,44 @@ def test_decoded_caps_reject_non_canonical_bytes_directly() -> None:
     r = ByteReader(b"\x02" + caps().serialize()[1:])
     with pytest.raises(DeserializationError, match="unsupported version"):
         WorkerCaps.read(r)
+
+
+def test_a_receipt_travels_with_its_job_in_one_pouwrcpt() -> None:
+    receipt = sign_receipt(token_receipt(), WORKER)
+    spec = completion_spec()
+    message = PouwReceiptMessage(receipt, spec)
+    raw = message.serialize()
+    assert raw == receipt.serialize() + spec.serialize()  # receipt first: its id is the inventory hash
+    # The decoder checks the layout, not the pairing: a job that the receipt does not answer still
+    # decodes (the receiver scores it), but a receipt alone is no longer a pouwrcpt.
+    other = m.decode_message("pouwrcpt", receipt.serialize() + embed_spec().serialize(), POUW_CTX)
+    assert isinstance(other, PouwReceiptMessage) and other.spec == embed_spec()
+    with pytest.raises(ProtocolError):
+        m.decode_message("pouwrcpt", receipt.serialize(), POUW_CTX)
+
+
+def test_the_largest_receipt_with_the_largest_job_fits_the_pouwrcpt_cap() -> None:
+    h = HARD_LIMITS
+    stop = tuple("s" * (h.max_stop_bytes - 1) + chr(0x41 + i) for i in range(h.max_stop_strings))
+    sampling = SamplingParams(max_tokens=h.max_tokens, temperature_milli=h.max_temperature_milli,
+                              top_k=2**32 - 1, top_p_micro=1_000_000, seed=2**64 - 1, stop=stop)
+    # The input budget spread over the most messages costs the most length prefixes.
+    each = h.max_prompt_bytes // h.max_messages
+    messages = tuple(ChatMessage(ChatRole.USER, "x" * each) for _ in range(h.max_messages))
+    spec = JobSpec(ModelRef("m" * h.max_model_name_bytes, bytes(32)),
+                   ChatInput(messages, "t" * h.max_chat_template_bytes), sampling, deadline=2**32 - 1,
+                   nonce=2**64 - 1, tier=Tier.PAID, requester=REQUESTER.pubkey, fee=h.max_fee)
+    receipt = Receipt(spec.id, WORKER.pubkey, spec.model.sha256, spec.input_hash,
+                      TokenOutput.from_text([2**32 - 1] * h.max_tokens, "z"), FinishReason.LENGTH,
+                      Usage(2**32 - 1, h.max_tokens), Timings(2**32 - 1, 2**32 - 1, 2**32 - 1),
+                      ExecutionFacts("b" * h.max_backend_bytes, "v" * h.max_backend_bytes, h.max_threads,
+                                     True, sampling), 0, 2**32 - 1)
+    receipt = sign_requester_ack(sign_receipt(receipt, WORKER), REQUESTER)
+    receipt.check_matches(spec)
+    raw = PouwReceiptMessage(receipt, spec).serialize()
+    assert 2_500_000 < len(raw) <= POUW_PAYLOAD_LIMITS["pouwrcpt"] == MAX_PROTOCOL_MESSAGE_LENGTH
+    assert m.decode_message("pouwrcpt", raw, POUW_CTX) == PouwReceiptMessage(receipt, spec)
+
+
+def test_the_caps_tag_is_a_signing_tag_beside_the_others() -> None:
+    assert wire.CAPS_TAG is CAPS_TAG == b"aipg-pouw/caps/v1"
