@@ -60,7 +60,7 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
         nodes["r"] = start(tmp, "r", "-pouwapi", f"-pouwapiport={nodes['port']}", link(nodes["w1"]),
                            link(nodes["w2"]), "-pouwfreerpm=1000", f"-pouwtrustworker={nodes['trusted']}")
         nodes["r2"] = start(tmp, "r2", "-pouwapi", f"-pouwapiport={nodes['port2']}", link(nodes["cheat"]),
-                            "-pouwfreerpm=1000")
+                            "-pouwfreerpm=3")
         nodes["v"] = start(tmp, "v", "-pouwvalidator", "-pouwcheckrate=1", f"-pouwmodel=grid={model}",
                            link(nodes["r"]), link(nodes["r2"]))
         wait_until(lambda: len(remote_workers(nodes["r"])) == 2, timeout=60, what="two workers at r")
@@ -124,6 +124,19 @@ def test_forging_worker_caught(grid: dict[str, Any]) -> None:
     wait_until(lambda: r2.pouw_getreceipt(receipt_id)["attestations"], timeout=60,
                what="the validator's verdict on the forgery")
     assert r2.pouw_getreceipt(receipt_id)["attestations"][0]["verdict"] == "invalid"
+
+
+def test_free_tier_rate_limit(grid: dict[str, Any]) -> None:
+    """r2 allows 3 free requests a minute per client (-pouwfreerpm=3)."""
+    statuses = []
+    for _ in range(4):
+        try:
+            client(grid["port2"]).completions.create(model="grid", prompt="again", max_tokens=2)
+            statuses.append(200)
+        except openai.RateLimitError as exc:
+            statuses.append(exc.status_code)
+            assert int(exc.response.headers["retry-after"]) >= 1
+    assert statuses[-1] == 429 and statuses.count(429) >= 1
 
 
 def test_worker_killed_mid_job_is_retried(grid: dict[str, Any]) -> None:
