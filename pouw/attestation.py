@@ -10,20 +10,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from aipgd.core.hashes import sha256d
 from aipgd.core.serialize import ByteReader, DeserializationError, ser_u8, ser_u32, ser_var_bytes
-from aipgd.core.uint256 import hash_to_hex
 from pouw.codec import (
     HASH_SIZE,
     PUBKEY_SIZE,
     SIGNATURE_SIZE,
     U32_MAX,
+    HashedObject,
     WireEnum,
     check_bytes,
     check_enum,
     check_int,
     check_pubkey,
     check_signature_field,
+    decode_exact,
     invalid_object,
     read_enum,
     read_pubkey,
@@ -50,7 +50,7 @@ class CheckMethod(WireEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Attestation:
+class Attestation(HashedObject):
     """Validator `validator_pubkey` checked receipt `receipt_id` by `method` at
     `checked_positions` positions chosen from `beacon`, and found `verdict` with `score` (the
     fraction of checks passed, in millionths) at unix time `time`."""
@@ -119,24 +119,11 @@ class Attestation:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Attestation:
-        if len(data) > _SIZE:
-            raise DeserializationError("attestation", 0, f"{len(data)} bytes exceed {_SIZE}")
-        r = ByteReader(data)
-        attestation = cls.read(r)
-        r.expect_end("attestation")
-        return attestation
+        return decode_exact(cls.read, data, "attestation", _SIZE)
 
     # --- identity -------------------------------------------------------------------------------
-    @property
-    def id(self) -> bytes:
-        cached = self._cache.get("id")
-        if cached is None:
-            cached = self._cache["id"] = sha256d(self.serialize_unsigned())
-        return cached
-
-    @property
-    def id_hex(self) -> str:
-        return hash_to_hex(self.id)
+    def hashed_bytes(self) -> bytes:
+        return self.serialize_unsigned()
 
     def unsigned(self) -> Attestation:
         return replace(self, signature=b"")

@@ -7,12 +7,15 @@ checks raise `PouwError`; readers raise `DeserializationError`. It must never kn
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import IntEnum
 from typing import Self, TypeVar
 
 from coincurve import PublicKey
 
+from aipgd.core.hashes import sha256d
 from aipgd.core.serialize import ByteReader, DeserializationError
+from aipgd.core.uint256 import hash_to_hex
 from pouw.errors import INVALID_FIELD, PouwError
 
 PUBKEY_SIZE = 33  # compressed secp256k1 point
@@ -49,6 +52,7 @@ class WireEnum(IntEnum):
 
 
 E = TypeVar("E", bound=WireEnum)
+T = TypeVar("T")
 
 
 # --- field checks (constructors) -----------------------------------------------------------------
@@ -200,3 +204,35 @@ def read_identifier(r: ByteReader, what: str, limit: int, allow_empty: bool = Fa
 def invalid_object(what: str, start: int, exc: PouwError) -> DeserializationError:
     """A decoded object whose fields break a constructor rule: still an encoding error."""
     return DeserializationError(what, start, str(exc))
+
+
+class HashedObject:
+    """The id of a PoUW object: sha256d of `hashed_bytes()` (the canonical encoding, or for signed
+    objects everything but the signatures), cached, shown reversed like a txid."""
+
+    __slots__ = ()
+    _cache: dict[str, bytes]
+
+    def hashed_bytes(self) -> bytes:
+        raise NotImplementedError
+
+    @property
+    def id(self) -> bytes:
+        cached = self._cache.get("id")
+        if cached is None:
+            cached = self._cache["id"] = sha256d(self.hashed_bytes())
+        return cached
+
+    @property
+    def id_hex(self) -> str:
+        return hash_to_hex(self.id)
+
+
+def decode_exact(read: Callable[[ByteReader], T], data: bytes, what: str, limit: int) -> T:
+    """One whole object from `data` (at most `limit` bytes, nothing after it)."""
+    if len(data) > limit:
+        raise DeserializationError(what, 0, f"{len(data)} bytes exceed {limit}")
+    r = ByteReader(data)
+    obj = read(r)
+    r.expect_end(what)
+    return obj

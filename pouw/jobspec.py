@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from aipgd.core.hashes import sha256, sha256d
+from aipgd.core.hashes import sha256
 from aipgd.core.serialize import (
     ByteReader,
     DeserializationError,
@@ -23,11 +23,11 @@ from aipgd.core.serialize import (
     ser_vector,
 )
 from aipgd.core.transaction import MAX_MONEY
-from aipgd.core.uint256 import hash_to_hex
 from pouw.codec import (
     HASH_SIZE,
     U32_MAX,
     U64_MAX,
+    HashedObject,
     WireEnum,
     check_bytes,
     check_enum,
@@ -35,6 +35,7 @@ from pouw.codec import (
     check_int,
     check_pubkey,
     check_tuple,
+    decode_exact,
     invalid_object,
     read_enum,
     read_identifier,
@@ -380,7 +381,7 @@ def read_job_kind(r: ByteReader) -> JobKind:
 # --- the job -------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
-class JobSpec:
+class JobSpec(HashedObject):
     """One request for useful work. Its kind follows from its input; embed jobs have no sampling.
 
     requester is a 33-byte compressed public key, or empty for an anonymous free-tier request; a
@@ -470,25 +471,11 @@ class JobSpec:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> JobSpec:
-        if len(data) > MAX_OBJECT_SIZE:
-            raise DeserializationError("jobspec", 0, f"{len(data)} bytes exceed {MAX_OBJECT_SIZE}")
-        r = ByteReader(data)
-        spec = cls.read(r)
-        r.expect_end("jobspec")
-        return spec
+        return decode_exact(cls.read, data, "jobspec", MAX_OBJECT_SIZE)
 
     # --- identity -------------------------------------------------------------------------------
-    @property
-    def id(self) -> bytes:
-        """sha256d of the canonical encoding, internal byte order (like a txid)."""
-        cached = self._cache.get("id")
-        if cached is None:
-            cached = self._cache["id"] = sha256d(self.serialize())
-        return cached
-
-    @property
-    def id_hex(self) -> str:
-        return hash_to_hex(self.id)
+    def hashed_bytes(self) -> bytes:
+        return self.serialize()
 
     @property
     def input_hash(self) -> bytes:

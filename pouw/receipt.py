@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
-from aipgd.core.hashes import sha256, sha256d
+from aipgd.core.hashes import sha256
 from aipgd.core.serialize import (
     ByteReader,
     DeserializationError,
@@ -24,13 +24,13 @@ from aipgd.core.serialize import (
     ser_var_str,
     ser_vector,
 )
-from aipgd.core.uint256 import hash_to_hex
 from pouw.codec import (
     HASH_SIZE,
     PUBKEY_SIZE,
     SIGNATURE_SIZE,
     U16_MAX,
     U32_MAX,
+    HashedObject,
     WireEnum,
     check_bool,
     check_bytes,
@@ -40,6 +40,7 @@ from pouw.codec import (
     check_pubkey,
     check_signature_field,
     check_tuple,
+    decode_exact,
     invalid_object,
     read_bool,
     read_enum,
@@ -292,7 +293,7 @@ _OUTPUT_TYPES: dict[OutputType, type[TokenOutput] | type[EmbeddingOutput]] = {
 
 
 @dataclass(frozen=True, slots=True)
-class Receipt:
+class Receipt(HashedObject):
     """A worker's statement that it ran job `job_id` and produced `output`.
 
     The id covers every field except `requester_ack` and `worker_signature`, which both sign it
@@ -429,24 +430,11 @@ class Receipt:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Receipt:
-        if len(data) > MAX_OBJECT_SIZE:
-            raise DeserializationError("receipt", 0, f"{len(data)} bytes exceed {MAX_OBJECT_SIZE}")
-        r = ByteReader(data)
-        receipt = cls.read(r)
-        r.expect_end("receipt")
-        return receipt
+        return decode_exact(cls.read, data, "receipt", MAX_OBJECT_SIZE)
 
     # --- identity -------------------------------------------------------------------------------
-    @property
-    def id(self) -> bytes:
-        cached = self._cache.get("id")
-        if cached is None:
-            cached = self._cache["id"] = sha256d(self.serialize_unsigned())
-        return cached
-
-    @property
-    def id_hex(self) -> str:
-        return hash_to_hex(self.id)
+    def hashed_bytes(self) -> bytes:
+        return self.serialize_unsigned()
 
     def unsigned(self) -> Receipt:
         return replace(self, requester_ack=b"", worker_signature=b"")

@@ -16,14 +16,14 @@ import secrets
 import struct
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from aipgd.core.hashes import sha256
 from aipgd.net.message_base import Message
 from aipgd.net.protocol import NODE_POUW
+from aipgd.net.txrelay import BoundedSet
 from pouw.errors import PouwError
 from pouw.jobspec import JobSpec
 from pouw.limits import DEFAULT_LIMITS, PouwLimits, check_jobspec
@@ -100,26 +100,6 @@ class PouwPeer(Protocol):
 def speaks_pouw(peer: PouwPeer) -> bool:
     """Whether the peer signalled NODE_POUW: only such peers are sent, or may send, PoUW traffic."""
     return bool(peer.remote.services & NODE_POUW)
-
-
-class BoundedSet:
-    """Insertion-ordered set that forgets its oldest members beyond `limit`."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._items: OrderedDict[Hashable, None] = OrderedDict()
-
-    def add(self, item: Hashable) -> None:
-        self._items[item] = None
-        self._items.move_to_end(item)
-        while len(self._items) > self.limit:
-            self._items.popitem(last=False)
-
-    def __contains__(self, item: object) -> bool:
-        return item in self._items
-
-    def __len__(self) -> int:
-        return len(self._items)
 
 
 @dataclass(eq=False)

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import ClassVar
 
-from aipgd.core.hashes import sha256d
 from aipgd.core.serialize import (
     ByteReader,
     DeserializationError,
@@ -34,6 +33,7 @@ from pouw.codec import (
     HASH_SIZE,
     U32_MAX,
     U64_MAX,
+    HashedObject,
     check_bytes,
     check_identifier,
     check_int,
@@ -101,7 +101,7 @@ class ModelCapability:
 
 
 @dataclass(frozen=True, slots=True)
-class WorkerCaps:
+class WorkerCaps(HashedObject):
     """A worker's capability advertisement, signed by its worker key and bound to one link.
 
     `link_nonce` is the nonce of the recipient's version message, so an advert copied to another
@@ -160,12 +160,8 @@ class WorkerCaps:
     def serialize(self) -> bytes:
         return self.serialize_unsigned() + ser_var_bytes(self.signature)
 
-    @property
-    def id(self) -> bytes:
-        cached = self._cache.get("id")
-        if cached is None:
-            cached = self._cache["id"] = sha256d(self.serialize_unsigned())
-        return cached
+    def hashed_bytes(self) -> bytes:
+        return self.serialize_unsigned()
 
     def signed(self, key: PouwKey) -> WorkerCaps:
         if key.pubkey != self.worker_pubkey:

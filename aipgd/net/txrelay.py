@@ -14,7 +14,7 @@ import logging
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,9 +46,9 @@ class BoundedSet:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._items: OrderedDict[bytes, None] = OrderedDict()
+        self._items: OrderedDict[Hashable, None] = OrderedDict()
 
-    def add(self, item: bytes) -> None:
+    def add(self, item: Hashable) -> None:
         self._items[item] = None
         self._items.move_to_end(item)
         while len(self._items) > self.limit:
@@ -56,6 +56,9 @@ class BoundedSet:
 
     def __contains__(self, item: object) -> bool:
         return item in self._items
+
+    def __len__(self) -> int:
+        return len(self._items)
 
     def clear(self) -> None:
         self._items.clear()
