@@ -376,8 +376,8 @@ POUW_OPTIONS: tuple[Option, ...] = (
            "without <name>, the server's /v1/models says which models it has. This option can be "
            "specified multiple times", GROUP_POUW, arg="[<name>=]openai:<url>"),
     Option("pouwconnect", Kind.MULTI,
-           "Exchange jobs, receipts and attestations with the PoUW node at <host:port> (its P2P port). This option can "
-           "be specified multiple times", GROUP_POUW, arg="<host:port>"),
+           "Exchange jobs, receipts and attestations with the PoUW node at <host:port> (its P2P port). "
+           "This option can be specified multiple times", GROUP_POUW, arg="<host:port>"),
     Option("pouwthreads", Kind.INT, "CPU threads per llama.cpp model (0 = all cores)", GROUP_POUW,
            arg="<n>", default="0"),
     Option("pouwmaxconcurrency", Kind.INT, "Run at most <n> jobs at once (1 to 1024)", GROUP_POUW,
