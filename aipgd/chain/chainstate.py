@@ -4,9 +4,11 @@ Owns the block tree and the active chain, accepting headers and blocks (AcceptBl
 AcceptBlock), choosing and activating the most-work valid chain step by step (ActivateBestChain,
 ConnectTip, DisconnectTip, reorgs of any depth), and writing in Core's crash-safe order (blk/rev
 fsync, then the block index batch, then the chainstate batch with its best-block marker:
-FlushStateToDisk), pruning last. Start-up checks and repair live in startup.py, operator actions
-(invalidate/reconsider/precious) in chain_actions.py, pruning in prune.py, block import (-reindex,
--loadblock) in blockimport.py. Validity itself is decided by aipgd.consensus and aipgd.chain.connect.
+FlushStateToDisk), pruning last. Chain activation (ActivateBestChain, ConnectTip, DisconnectTip)
+lives in activation.py, flush policy and order in flushing.py, start-up checks and repair in
+startup.py, operator actions (invalidate/reconsider/precious) in chain_actions.py, pruning in
+prune.py, block import (-reindex, -loadblock) in blockimport.py. Validity itself is decided by
+aipgd.consensus and aipgd.chain.connect.
 """
 
 from __future__ import annotations
@@ -17,36 +19,30 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import Enum
 
 import kawpow
-from aipgd.chain import chain_actions, prune, startup
+from aipgd.chain import activation, chain_actions, flushing, prune, startup
+from aipgd.chain.activation import ASSUMEVALID_MIN_BURY_SECONDS, RECENT_BLOCKS
 from aipgd.chain.blockdb import BlockTreeDB
-from aipgd.chain.blockindex import (
-    ActiveChain,
-    BlockIndex,
-    block_proof_equivalent_time,
-)
+from aipgd.chain.blockindex import ActiveChain, BlockIndex
 from aipgd.chain.blockstore import BlockStore, FlatFilePos
 from aipgd.chain.blocktree import BlockTree
 from aipgd.chain.chaindb import COINS_DB_CACHE_BYTES, ChainStateDB
 from aipgd.chain.coins import Coin
 from aipgd.chain.coinsview import CoinsViewCache, CoinsViewDB, utxo_set_hash
-from aipgd.chain.connect import (
-    ConnectTimings,
-    DisconnectResult,
-    connect_block,
-    default_script_threads,
-    disconnect_block,
-)
+from aipgd.chain.connect import ConnectTimings, default_script_threads
 from aipgd.chain.dbwrapper import REINDEX_ADVICE, DatabaseError
-from aipgd.chain.diskformat import (
-    BLOCK_FAILED_CHILD,
-    BLOCK_FAILED_VALID,
-    BLOCK_HAVE_UNDO,
-    BLOCK_VALID_SCRIPTS,
+from aipgd.chain.diskformat import BLOCK_FAILED_CHILD, BLOCK_FAILED_VALID, BLOCK_VALID_SCRIPTS
+from aipgd.chain.flushing import (
+    BLOCK_TREE_DB_CACHE_MAX,
+    DATABASE_FLUSH_INTERVAL,
+    DATABASE_WRITE_INTERVAL,
+    DEFAULT_DB_CACHE_MIB,
+    MAX_BLOCK_COINSDB_USAGE,
+    MAX_DB_CACHE_MIB,
+    MIN_DB_CACHE_MIB,
+    FlushMode,
 )
-from aipgd.chain.gcpolicy import relaxed_gc
 from aipgd.chain.header_rules import (
     DEFAULT_MIN_REORG_AGE,
     DEFAULT_MIN_REORG_PEERS,
@@ -55,7 +51,7 @@ from aipgd.chain.header_rules import (
     last_checkpoint,
 )
 from aipgd.chain.notifications import ChainSignals
-from aipgd.chain.undo import TxUndo, deserialize_block_undo, serialize_block_undo, undo_checksum
+from aipgd.chain.undo import TxUndo, deserialize_block_undo, undo_checksum
 from aipgd.consensus.block_check import check_block, contextual_check_block
 from aipgd.consensus.pow import check_block_header_pow, check_header_height
 from aipgd.consensus.validation_state import VALID, ValidationState
@@ -66,36 +62,24 @@ from aipgd.core.transaction import OutPoint
 from aipgd.core.uint256 import ZERO_HASH
 from aipgd.errors import InitError
 
+# Names other modules have always imported from here (see activation.py and flushing.py).
+__all__ = [
+    "ASSUMEVALID_MIN_BURY_SECONDS", "BLOCK_TREE_DB_CACHE_MAX", "DATABASE_FLUSH_INTERVAL",
+    "DATABASE_WRITE_INTERVAL", "DEFAULT_CHECKBLOCKS", "DEFAULT_CHECKLEVEL", "DEFAULT_DB_CACHE_MIB",
+    "MAX_BLOCK_COINSDB_USAGE", "MAX_DB_CACHE_MIB", "MIN_DB_CACHE_MIB", "ChainState", "ChainStateError",
+    "ChainStateOptions", "FlushMode", "UtxoStats",
+]
+
 logger = logging.getLogger(__name__)
 
-# Core: txdb.h / validation.h.
-DEFAULT_DB_CACHE_MIB = 450
-MIN_DB_CACHE_MIB = 4
-MAX_DB_CACHE_MIB = 16384
-BLOCK_TREE_DB_CACHE_MAX = 2 << 20
+# Core: validation.h.
 DEFAULT_CHECKBLOCKS = 6
 DEFAULT_CHECKLEVEL = 3
-DATABASE_WRITE_INTERVAL = 60 * 60
-DATABASE_FLUSH_INTERVAL = 24 * 60 * 60
-MAX_BLOCK_COINSDB_USAGE = 10 << 20
-# Core: ConnectBlock's assumevalid rule, skip scripts only when two weeks of work sit on top.
-ASSUMEVALID_MIN_BURY_SECONDS = 60 * 60 * 24 * 7 * 2
-# Blocks kept in memory between acceptance and connection, and failure verdicts kept for callers.
-_RECENT_BLOCKS = 64
 
 
 class ChainStateError(InitError):
     """A local failure (disk, database, inconsistent data) that leaves the node unable to go on
     (Core: AbortNode). Invalid blocks never raise it."""
-
-
-class FlushMode(Enum):
-    """Core: FlushStateMode."""
-
-    NONE = 0
-    IF_NEEDED = 1
-    PERIODIC = 2
-    ALWAYS = 3
 
 
 @dataclass(frozen=True)
@@ -374,7 +358,7 @@ class ChainState:
 
     def _remember_block(self, block: Block) -> None:
         self._recent_blocks[block.hash] = block
-        while len(self._recent_blocks) > _RECENT_BLOCKS:
+        while len(self._recent_blocks) > RECENT_BLOCKS:
             del self._recent_blocks[next(iter(self._recent_blocks))]
 
     # -- chain activation ----------------------------------------------------------------------
@@ -382,195 +366,17 @@ class ChainState:
     def activate_best_chain(self, progress: Callable[[BlockIndex], None] | None = None) -> ValidationState:
         """Core: ActivateBestChain. Returns an error state only for local failures; invalid blocks
         are marked and skipped. Raises ChainStateError when the active chain cannot be changed.
-        The lock is taken step by step, so readers get in between; `progress` sees each new tip."""
-        most_work: BlockIndex | None = None
-        with relaxed_gc():
-            while not self.interrupt.is_set():
-                with self.lock, self._fatal_on_local_failure():
-                    if most_work is None:
-                        most_work = self._find_most_work_chain()
-                    if most_work is None or most_work is self.chain.tip:
-                        break
-                    if self._activate_step(most_work):
-                        most_work = None
-                    elif self.chain.tip is most_work:
-                        break
-                    tip = self.chain.tip
-                if progress is not None and tip is not None:
-                    progress(tip)
-        self._notify_tip()
-        self.flush(FlushMode.PERIODIC)
-        return VALID
-
-    def _find_most_work_chain(self) -> BlockIndex | None:
-        """Core: FindMostWorkChain, the best candidate whose blocks off the active chain are all
-        stored and not failed; unusable candidates are dropped (failed ones marked failed-child)."""
-        tree = self.tree
-        while True:
-            new = tree.best_candidate()
-            if new is None:
-                return None
-            test: BlockIndex | None = new
-            usable = True
-            while test is not None and not self.chain.contains(test):
-                failed_chain = test.failed
-                if failed_chain or not test.have_data:
-                    best_invalid = tree.best_invalid
-                    if failed_chain and (best_invalid is None or new.chain_work > best_invalid.chain_work):
-                        tree.best_invalid = new
-                    walk: BlockIndex = new
-                    while walk is not test:
-                        if failed_chain:
-                            walk.status |= BLOCK_FAILED_CHILD
-                            tree.mark_dirty(walk)
-                        elif walk.prev is not None:
-                            tree.unlinked.setdefault(walk.prev, []).append(walk)
-                        tree.candidates.discard(walk)
-                        assert walk.prev is not None
-                        walk = walk.prev
-                    tree.candidates.discard(test)
-                    usable = False
-                    break
-                test = test.prev
-            if usable:
-                return new
-
-    def _activate_step(self, most_work: BlockIndex) -> bool:
-        """Core: ActivateBestChainStep. Returns whether an invalid block was found."""
-        old_tip = self.chain.tip
-        fork = self.chain.find_fork(most_work)
-        while self.chain.tip is not None and self.chain.tip is not fork:
-            self._disconnect_tip()
-        height = fork.height if fork is not None else -1
-        while height != most_work.height:
-            # A few blocks at a time: most steps need only a handful of the way to the best tip.
-            target = min(height + 32, most_work.height)
-            to_connect: list[BlockIndex] = []
-            walk = most_work.get_ancestor(target)
-            while walk is not None and walk.height != height:
-                to_connect.append(walk)
-                walk = walk.prev
-            height = target
-            for index in reversed(to_connect):
-                state = self._connect_tip(index)
-                if not state:
-                    if state.is_invalid():
-                        return True
-                    raise ChainStateError(f"ConnectTip failed for block {index.hash_hex}: "
-                                          f"{state.reject_reason}")
-                self.tree.prune_candidates(index)
-                if old_tip is None or index.chain_work > old_tip.chain_work:
-                    # Better than where we started: done for this step.
-                    return False
-        return False
-
-    def _script_checks(self, index: BlockIndex) -> bool:
-        """Core: ConnectBlock's -assumevalid rule. Scripts of an ancestor of the assumed-valid block
-        (and of the best header) are skipped when two weeks of work are built on it. Proof of work
-        was verified when the header was accepted, whatever this says."""
-        if self.assume_valid is None:
-            return True
-        av = self.tree.get(self.assume_valid)
-        best = self.tree.best_header
-        if av is None or best is None:
-            return True
-        if (av.get_ancestor(index.height) is index and best.get_ancestor(index.height) is index
-                and best.chain_work >= self.params.minimum_chain_work):
-            buried = block_proof_equivalent_time(best, index, best, self.params.pow_target_spacing)
-            return buried <= ASSUMEVALID_MIN_BURY_SECONDS
-        return True
-
-    def _connect_tip(self, index: BlockIndex) -> ValidationState:
-        """Core: ConnectTip, connect `index` (a child of the tip) through a block-local view."""
-        assert index.prev is self.chain.tip
-        timings = self.timings
-        started = time.perf_counter()
-        block = self.read_block(index)
-        read = time.perf_counter()
-        view = CoinsViewCache(self.coins_tip)
-        result = connect_block(block, index, view, self.params, script_checks=self._script_checks(index),
-                               script_threads=self.script_threads)
-        connected = time.perf_counter()
-        timings.read_seconds += read - started
-        timings.connect_seconds += connected - read
-        timings.script_seconds += result.script_seconds
-        if not result.state:
-            if result.state.is_invalid():
-                self._invalid_block_found(index, result.state)
-            self._block_failures[index.block_hash] = result.state
-            while len(self._block_failures) > _RECENT_BLOCKS:
-                del self._block_failures[next(iter(self._block_failures))]
-            return result.state
-        if index.prev is not None and (not index.have_undo or not index.is_valid(BLOCK_VALID_SCRIPTS)):
-            if not index.have_undo:
-                data = serialize_block_undo(result.undo)
-                checksum = undo_checksum(index.prev.block_hash, data)
-                pos = self.block_store.write_undo(index.file, data, checksum)
-                index.undo_pos = pos.pos
-                index.status |= BLOCK_HAVE_UNDO
-            index.raise_validity(BLOCK_VALID_SCRIPTS)
-            self.tree.mark_dirty(index)
-        view.flush()
-        self.chain.set_tip(index)
-        self._recent_blocks.pop(index.block_hash, None)
-        self._log_tip("UpdateTip", index)
-        self.signals.block_connected(block, index)
-        timings.apply_seconds += time.perf_counter() - connected
-        timings.blocks += 1
-        timings.transactions += len(block.vtx)
-        timings.inputs += result.inputs
-        self.flush(FlushMode.IF_NEEDED)
-        return VALID
+        The lock is taken step by step, so readers get in between; `progress` sees each new tip.
+        See activation.py."""
+        return activation.activate_best_chain(self, progress)
 
     def _disconnect_tip(self) -> None:
         """Core: DisconnectTip. Failing to take the tip back is fatal (AbortNode)."""
-        index = self.chain.tip
-        assert index is not None and index.prev is not None, "cannot disconnect the genesis block"
-        block = self.read_block(index)
-        view = CoinsViewCache(self.coins_tip)
-        if disconnect_block(block, index, self.read_undo(index), view) is not DisconnectResult.OK:
-            raise ChainStateError(f"DisconnectTip(): DisconnectBlock {index.hash_hex} failed. "
-                                  f"{REINDEX_ADVICE}")
-        view.flush()
-        self.chain.set_tip(index.prev)
-        self._log_tip("DisconnectTip", index.prev)
-        self.signals.block_disconnected(block, index)
-        self.flush(FlushMode.IF_NEEDED)
-
-    def _notify_tip(self) -> None:
-        """Core: UpdatedBlockTip and NotifyBlockTip, once the active tip has moved."""
-        tip = self.chain.tip
-        if tip is not None and tip is not self._notified_tip:
-            self._notified_tip = tip
-            self.signals.updated_block_tip(tip, None)
-
-    def _log_tip(self, what: str, index: BlockIndex) -> None:
-        date = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(index.time))
-        logger.info("%s: new best=%s height=%d version=0x%08x log2_work=%.8g tx=%d date='%s' "
-                    "cache=%.1fMiB(%dtxo)",
-                    what, index.hash_hex, index.height, index.header.version & 0xFFFFFFFF,
-                    index.chain_work.bit_length() - 1 if index.chain_work else 0, index.chain_tx, date,
-                    self.coins_tip.memory_usage() / 1048576, len(self.coins_tip))
-
-    def _invalid_block_found(self, index: BlockIndex, state: ValidationState) -> None:
-        """Core: InvalidBlockFound."""
-        if not state.corruption_possible:
-            index.status |= BLOCK_FAILED_VALID
-            self.tree.failed_blocks.add(index)
-            self.tree.mark_dirty(index)
-            self.tree.candidates.discard(index)
-        self._invalid_chain_found(index)
-        logger.warning("InvalidBlockFound: invalid block=%s height=%d: %s", index.hash_hex, index.height,
-                       state)
+        activation.disconnect_tip(self)
 
     def _invalid_chain_found(self, index: BlockIndex) -> None:
         """Core: InvalidChainFound."""
-        tree = self.tree
-        if tree.best_invalid is None or index.chain_work > tree.best_invalid.chain_work:
-            tree.best_invalid = index
-        tip = self.chain.tip
-        logger.warning("InvalidChainFound: invalid block=%s height=%d; current best=%s height=%d",
-                       index.hash_hex, index.height, tip.hash_hex if tip else "-", tip.height if tip else -1)
+        activation.invalid_chain_found(self, index)
 
     # -- operator actions (chain_actions.py) ----------------------------------------------------
 
@@ -589,10 +395,7 @@ class ChainState:
     # -- flushing ------------------------------------------------------------------------------
 
     def write_block_index(self) -> None:
-        self.block_store.flush()
-        file_infos = self.block_store.take_dirty_file_info()
-        if file_infos or self.tree.dirty:
-            self.block_tree.write_batch_sync(file_infos, self.block_store.last_file, self.tree.take_dirty())
+        flushing.write_block_index(self)
 
     def flush(self, mode: FlushMode = FlushMode.ALWAYS, *, manual_prune_height: int = 0) -> None:
         """Core: FlushStateToDisk. Block and undo data are durable before the index names them, and
@@ -628,31 +431,7 @@ class ChainState:
             raise
 
     def _flush(self, mode: FlushMode, manual_prune_height: int) -> None:
-        with self.lock:
-            if mode is FlushMode.NONE and not manual_prune_height:
-                return
-            now = int(self._clock())
-            usage = self.coins_tip.memory_usage()
-            budget = self.coins_cache_bytes
-            cache_large = (mode is FlushMode.PERIODIC
-                           and usage > max(9 * budget // 10, budget - MAX_BLOCK_COINSDB_USAGE))
-            cache_critical = mode is FlushMode.IF_NEEDED and usage > budget
-            periodic_write = mode is FlushMode.PERIODIC and now > self._last_write + DATABASE_WRITE_INTERVAL
-            periodic_flush = mode is FlushMode.PERIODIC and now > self._last_flush + DATABASE_FLUSH_INTERVAL
-            prune_files = prune.files_to_prune(self, manual_prune_height)
-            full = (mode is FlushMode.ALWAYS or cache_large or cache_critical or periodic_flush
-                    or bool(prune_files))
-            if full or periodic_write:
-                self.block_store.check_disk_space(0)
-                self.write_block_index()
-                self._last_write = now
-            if full and self.coins_tip.get_best_block() is not None:
-                # Core: 48 bytes a coin, written twice (log and table), with a safety factor of 2.
-                self.block_store.check_disk_space(48 * 2 * 2 * len(self.coins_tip))
-                self.coins_tip.flush()
-                self._last_flush = now
-            if prune_files:
-                prune.prune_files(self, prune_files)
+        flushing.flush_state(self, mode, manual_prune_height)
 
     def prune_block_files(self, height: int) -> int:
         """Manual pruning up to `height` (-prune=1, the pruneblockchain RPC); see prune.py."""

@@ -7,7 +7,7 @@ chainstate records are byte-identical to AIPG Core's. It must never touch LevelD
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from coincurve import PublicKey
 
@@ -18,13 +18,14 @@ from aipgd.script.opcodes import Op
 # Core: script.h MAX_SCRIPT_SIZE; longer stored scripts decode as a lone OP_RETURN.
 MAX_SCRIPT_SIZE = 10_000
 _SPECIAL_SCRIPTS = 6
-_OP_DUP, _OP_HASH160, _OP_EQUAL = Op.OP_DUP, Op.OP_HASH160, Op.OP_EQUAL
-_OP_EQUALVERIFY, _OP_CHECKSIG, _OP_RETURN = Op.OP_EQUALVERIFY, Op.OP_CHECKSIG, Op.OP_RETURN
+_OP_DUP, _OP_HASH160, _OP_EQUAL = int(Op.OP_DUP), int(Op.OP_HASH160), int(Op.OP_EQUAL)
+_OP_EQUALVERIFY, _OP_CHECKSIG, _OP_RETURN = int(Op.OP_EQUALVERIFY), int(Op.OP_CHECKSIG), int(Op.OP_RETURN)
 
 
-@dataclass(frozen=True, slots=True)
-class Coin:
-    """An unspent output with the height of its block and whether it came from a coinbase."""
+class Coin(NamedTuple):
+    """An unspent output with the height of its block and whether it came from a coinbase.
+
+    A named tuple (immutable, built and compared in C): one is made for every output connected."""
 
     out: TxOut
     height: int
@@ -36,8 +37,14 @@ class Coin:
 
     def serialize(self) -> bytes:
         """Core: Coin::Serialize — VARINT(height*2 + coinbase), CTxOutCompressor."""
-        return (ser_varint(self.height * 2 + int(self.coinbase))
-                + ser_varint(compress_amount(self.out.value)) + compress_script(self.out.script_pubkey))
+        out = self.out
+        script = out.script_pubkey
+        head = ser_varint(self.height * 2 + self.coinbase) + ser_varint(compress_amount(out.value))
+        # compress_txout's P2PKH case, inlined: a flush serializes every coin of the cache.
+        if (len(script) == 25 and script[0] == _OP_DUP and script[1] == _OP_HASH160 and script[2] == 20
+                and script[23] == _OP_EQUALVERIFY and script[24] == _OP_CHECKSIG):
+            return head + b"\x00" + script[3:23]
+        return head + compress_script(script)
 
     @classmethod
     def read(cls, r: ByteReader) -> Coin:
@@ -104,6 +111,18 @@ def _compressed_form(script: bytes) -> bytes | None:
             return None
         return bytes((0x04 | (script[65] & 1),)) + script[2:34]
     return None
+
+
+def compress_txout(out: TxOut) -> bytes:
+    """Core: CTxOutCompressor — VARINT(CompressAmount(nValue)), then the compressed script. Every
+    coin written (chainstate record or undo record) goes through here, so P2PKH, the common
+    script, skips the general path."""
+    script = out.script_pubkey
+    amount = ser_varint(compress_amount(out.value))
+    if (len(script) == 25 and script[0] == _OP_DUP and script[1] == _OP_HASH160 and script[2] == 20
+            and script[23] == _OP_EQUALVERIFY and script[24] == _OP_CHECKSIG):
+        return amount + b"\x00" + script[3:23]
+    return amount + compress_script(script)
 
 
 def compress_script(script: bytes) -> bytes:

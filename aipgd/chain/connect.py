@@ -21,19 +21,19 @@ from aipgd.chain.undo import TxUndo
 from aipgd.consensus.block_check import check_block
 from aipgd.consensus.limits import LOCKTIME_VERIFY_SEQUENCE, MAX_BLOCK_SIGOPS_COST
 from aipgd.consensus.subsidy import check_coinbase_rewards
-from aipgd.consensus.tx_check import money_range
 from aipgd.consensus.tx_verify import (
     calculate_sequence_locks,
-    check_tx_inputs,
+    check_spent_inputs,
     evaluate_sequence_locks,
     transaction_sigop_cost,
 )
 from aipgd.consensus.validation_state import VALID, ValidationState
 from aipgd.core.block import Block
 from aipgd.core.params import ChainParams
-from aipgd.core.transaction import OutPoint, Transaction
+from aipgd.core.transaction import MAX_MONEY, OutPoint
 from aipgd.script.asset_script import is_unspendable
 from aipgd.script.batch import SpendInput, verify_inputs_batch
+from aipgd.script.checker import SEQUENCE_LOCKTIME_DISABLE_FLAG
 from aipgd.script.errors import ScriptError
 from aipgd.script.flags import (
     SCRIPT_VERIFY_CHECKLOCKTIMEVERIFY,
@@ -87,7 +87,7 @@ class ConnectTimings:
     read_seconds: float = 0.0  # reading blocks (and undo data) back from the blk/rev files
     script_seconds: float = 0.0  # verify_inputs_batch
     connect_seconds: float = 0.0  # ConnectBlock as a whole (UTXO access = this minus scripts)
-    apply_seconds: float = 0.0  # writing undo data, merging the block's coins into the tip cache
+    apply_seconds: float = 0.0  # writing undo data, keeping the block's changes to the tip cache
     flush_seconds: float = 0.0  # block index and chainstate LevelDB batches, fsyncs
 
     @property
@@ -95,19 +95,11 @@ class ConnectTimings:
         return self.connect_seconds - self.script_seconds
 
 
-def _spent_coins(tx: Transaction, view: CoinsViewCache) -> dict[OutPoint, Coin]:
-    coins: dict[OutPoint, Coin] = {}
-    for txin in tx.vin:
-        coin = view.get_coin(txin.prevout)
-        if coin is not None:
-            coins[txin.prevout] = coin
-    return coins
-
-
 def connect_block(block: Block, index: BlockIndex, view: CoinsViewCache, params: ChainParams, *,
                   script_checks: bool = True, script_threads: int = 1) -> ConnectResult:
     """Core: ConnectBlock. On success the view holds the block's effects and its best block is
-    `index`; on failure the view is in an undefined state and must be discarded."""
+    `index`; on failure the view is in an undefined state and must be discarded (or its journal
+    rolled back: see CoinsViewCache.begin_journal)."""
     if index.prev is None:
         # The genesis coinbase is not spendable: connecting genesis adds no coins.
         view.set_best_block(index.block_hash)
@@ -122,58 +114,89 @@ def connect_block(block: Block, index: BlockIndex, view: CoinsViewCache, params:
     height = index.height
     flags = block_script_flags(index)
     prev_mtp = index.prev.median_time_past()
+    maturity = params.coinbase_maturity
 
     def mtp_at(h: int) -> int:
         ancestor = index.get_ancestor(h)
         assert ancestor is not None
         return ancestor.median_time_past()
 
+    vtx = block.vtx
+    # CheckBlock made vtx[0] the one coinbase: it spends nothing.
+    coinbase = vtx[0]
+    inputs = len(coinbase.vin)
+    sigops_cost = transaction_sigop_cost(coinbase, (), flags)
+    if sigops_cost > MAX_BLOCK_SIGOPS_COST:
+        return ConnectResult(ValidationState.invalid("bad-blk-sigops", dos=100, debug="too many sigops"), [])
+    view.add_coins(coinbase, height)
+
     undo: list[TxUndo] = []
     checks: list[SpendInput] = []
     fees = 0
-    inputs = 0
-    sigops_cost = 0
-    for tx in block.vtx:
-        inputs += len(tx.vin)
-        spent_outs = []
-        if not tx.is_coinbase():
-            coins = _spent_coins(tx, view)
-            state, fee = check_tx_inputs(tx, coins, height, params.coinbase_maturity)
-            if not state:
-                return ConnectResult(_with_debug(state, f"{state.debug_message} (tx {tx.txid_hex})"), [])
-            fees += fee
-            if not money_range(fees):
-                return ConnectResult(ValidationState.invalid(
-                    "bad-txns-accumulated-fee-outofrange", dos=100,
-                    debug="accumulated fee in the block out of range"), [])
-            spent = [coins[txin.prevout] for txin in tx.vin]
+    spend = view.spend_coin
+    have_any = view.have_any_coin
+    new_tuple = tuple.__new__
+    for tx in vtx[1:]:
+        vin = tx.vin
+        inputs += len(vin)
+        # Core: CheckTxInputs, then UpdateCoins' spending. The view's changes are dropped if the
+        # block fails, so each input is spent as it is looked up; its coin is the undo record.
+        # CheckBlock ruled out duplicate inputs, so this finds exactly what looking them all up
+        # first would.
+        spent: list[Coin | None] = []
+        for txin in vin:
+            coin = spend(txin.prevout)
+            spent.append(coin)
+            if coin is None:
+                break
+        state, fee = check_spent_inputs(tx, spent, height, maturity)
+        if state is not VALID and not state:
+            return ConnectResult(_with_debug(state, f"{state.debug_message} (tx {tx.txid_hex})"), [])
+        coins: list[Coin] = spent  # type: ignore[assignment]  # none is None now
+        fees += fee
+        if not 0 <= fees <= MAX_MONEY:
+            return ConnectResult(ValidationState.invalid(
+                "bad-txns-accumulated-fee-outofrange", dos=100,
+                debug="accumulated fee in the block out of range"), [])
+        # BIP68: only version >= 2 inputs without the disable flag lock (CalculateSequenceLocks
+        # gives -1, -1 for the others, which every block passes).
+        relative_lock = False
+        if tx.version & 0xFFFFFFFF >= 2:
+            for txin in vin:
+                if not txin.sequence & SEQUENCE_LOCKTIME_DISABLE_FLAG:
+                    relative_lock = True
+                    break
+        if relative_lock:
             min_height, min_time, _ = calculate_sequence_locks(
-                tx, BLOCK_LOCKTIME_FLAGS, [c.height for c in spent], mtp_at)
+                tx, BLOCK_LOCKTIME_FLAGS, [c.height for c in coins], mtp_at)
             if not evaluate_sequence_locks(height, prev_mtp, min_height, min_time):
                 return ConnectResult(ValidationState.invalid(
                     "bad-txns-nonfinal", dos=100, debug="contains a non-BIP68-final transaction"), [])
-            spent_outs = [c.out for c in spent]
+        spent_outs = [c.out for c in coins]
         sigops_cost += transaction_sigop_cost(tx, spent_outs, flags)
         if sigops_cost > MAX_BLOCK_SIGOPS_COST:
             return ConnectResult(ValidationState.invalid("bad-blk-sigops", dos=100,
                                                          debug="too many sigops"), [])
-        if not tx.is_coinbase():
-            if script_checks:
-                txdata = PrecomputedTxData(tx)
-                checks.extend(SpendInput(tx, n, out.script_pubkey, out.value, txdata)
-                              for n, out in enumerate(spent_outs))
-            # Core: UpdateCoins, spend the inputs (keeping them for undo), then add the outputs.
-            tx_undo: TxUndo = []
-            for txin in tx.vin:
-                coin = view.spend_coin(txin.prevout)
-                assert coin is not None, "inputs were checked above"
-                tx_undo.append(coin)
-            undo.append(tx_undo)
-        state = _add_outputs(tx, height, view)
-        if not state:
-            return ConnectResult(state, [])
+        if script_checks:
+            txdata = PrecomputedTxData(tx)
+            checks.extend(SpendInput(tx, n, out.script_pubkey, out.value, txdata)
+                          for n, out in enumerate(spent_outs))
+        undo.append(coins)
+        # Core: AddCoins(check=false). AIPG Core has BIP30 commented out: a coinbase may overwrite
+        # an unspent duplicate (impossible once BIP34 commits the height), while a non-coinbase
+        # duplicate makes Core abort ("Adding new coin that replaces non-pruned entry"); we reject
+        # that block instead.
+        txid = tx.txid
+        vout = tx.vout
+        # OutPoint(txid, n), less the named tuple's Python-level __new__.
+        outpoints = [new_tuple(OutPoint, (txid, n)) for n in range(len(vout))]
+        if have_any([outpoint for outpoint, txout in zip(outpoints, vout, strict=True)
+                     if not is_unspendable(txout.script_pubkey)]):
+            return ConnectResult(ValidationState.invalid(
+                "bad-txns-BIP30", dos=100, debug="tried to overwrite transaction"), [])
+        view.add_outputs(outpoints, vout, height)
 
-    state = check_coinbase_rewards(block.vtx[0], height, fees, params)
+    state = check_coinbase_rewards(coinbase, height, fees, params)
     if not state:
         return ConnectResult(state, [])
     # Core with script-check threads verifies scripts last (CCheckQueueControl::Wait).
@@ -189,20 +212,6 @@ def connect_block(block: Block, index: BlockIndex, view: CoinsViewCache, params:
                     debug=f"input {check.n_in} of tx {check.tx.txid_hex}"), [])
     view.set_best_block(index.block_hash)
     return ConnectResult(VALID, undo, fees, inputs, script_seconds)
-
-
-def _add_outputs(tx: Transaction, height: int, view: CoinsViewCache) -> ValidationState:
-    """Core: AddCoins(check=false). AIPG Core has BIP30 commented out: a coinbase may overwrite an
-    unspent duplicate (impossible once BIP34 commits the height), while a non-coinbase duplicate makes
-    Core abort ("Adding new coin that replaces non-pruned entry"); we reject that block instead."""
-    if not tx.is_coinbase():
-        txid = tx.txid
-        for n, txout in enumerate(tx.vout):
-            if not is_unspendable(txout.script_pubkey) and view.have_coin(OutPoint(txid, n)):
-                return ValidationState.invalid("bad-txns-BIP30", dos=100,
-                                               debug="tried to overwrite transaction")
-    view.add_coins(tx, height)
-    return VALID
 
 
 def _with_debug(state: ValidationState, debug: str) -> ValidationState:

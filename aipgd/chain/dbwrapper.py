@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import plyvel
@@ -57,6 +57,8 @@ class LevelDB:
         self.cache_bytes = cache_bytes
         self._db: plyvel.DB | None = None
         self._xor_key = bytes(OBFUSCATE_KEY_NUM_BYTES)
+        # The key repeated to each value length seen, as an integer (values are XORed as integers).
+        self._xor_masks: dict[int, int] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -91,6 +93,7 @@ class LevelDB:
 
     def _init_obfuscation(self) -> None:
         """Core: CDBWrapper constructor. A new, empty database gets a random key; old data keeps its own."""
+        self._xor_masks = {}
         stored = self._raw_get(OBFUSCATE_KEY_KEY)
         if stored is not None:
             if len(stored) != 1 + OBFUSCATE_KEY_NUM_BYTES or stored[0] != OBFUSCATE_KEY_NUM_BYTES:
@@ -136,14 +139,19 @@ class LevelDB:
         key = self._xor_key
         if not any(key):
             return value
-        reps = len(value) // len(key) + 1
-        mask = (key * reps)[: len(value)]
-        mixed = int.from_bytes(value, "little") ^ int.from_bytes(mask, "little")
-        return mixed.to_bytes(len(value), "little")
+        size = len(value)
+        mask = self._xor_masks.get(size)
+        if mask is None:
+            reps = size // len(key) + 1
+            mask = self._xor_masks[size] = int.from_bytes((key * reps)[:size], "little")
+        return (int.from_bytes(value, "little") ^ mask).to_bytes(size, "little")
 
     def _raw_get(self, key: bytes) -> bytes | None:
+        db = self._db
+        if db is None:
+            raise DatabaseError(f"{self.label} database {self.path} is not open")
         try:
-            value: bytes | None = self.db.get(key)
+            value: bytes | None = db.get(key)
         except plyvel.Error as exc:
             raise self._fatal("read from", exc) from exc
         return value
@@ -153,7 +161,26 @@ class LevelDB:
         return None if value is None else self._xor(value)
 
     def exists(self, key: bytes) -> bool:
-        return self._raw_get(key) is not None
+        db = self._db
+        if db is None:
+            raise DatabaseError(f"{self.label} database {self.path} is not open")
+        try:
+            return db.get(key) is not None
+        except plyvel.Error as exc:
+            raise self._fatal("read from", exc) from exc
+
+    def exists_any(self, keys: Iterable[bytes]) -> bool:
+        db = self._db
+        if db is None:
+            raise DatabaseError(f"{self.label} database {self.path} is not open")
+        get = db.get
+        try:
+            for key in keys:
+                if get(key) is not None:
+                    return True
+        except plyvel.Error as exc:
+            raise self._fatal("read from", exc) from exc
+        return False
 
     def is_empty(self) -> bool:
         try:
@@ -185,19 +212,25 @@ class LevelDB:
 
     def write_batch(self, ops: list[tuple[bytes, bytes | None]], sync: bool = True) -> None:
         """Apply `ops` (None value = erase) atomically and in order (Core: CDBWrapper::WriteBatch)."""
-        self._raw_write_batch([(k, None if v is None else self._xor(v)) for k, v in ops], sync)
+        self._raw_write_batch(ops, sync, obfuscated=True)
 
-    def _raw_write_batch(self, ops: list[tuple[bytes, bytes | None]], sync: bool = True) -> None:
-        size = sum(len(k) + (len(v) if v is not None else 0) for k, v in ops)
-        log_print(logger, "leveldb", "Writing batch of %d operations (%d bytes) to %s", len(ops), size,
-                  self.path)
+    def _raw_write_batch(self, ops: list[tuple[bytes, bytes | None]], sync: bool = True, *,
+                         obfuscated: bool = False) -> None:
+        if logger.isEnabledFor(logging.DEBUG):
+            size = sum(len(k) + (len(v) if v is not None else 0) for k, v in ops)
+            log_print(logger, "leveldb", "Writing batch of %d operations (%d bytes) to %s", len(ops), size,
+                      self.path)
+        xor = self._xor if obfuscated and any(self._xor_key) else None
         try:
             with self.db.write_batch(sync=sync) as batch:
+                put, delete = batch.put, batch.delete
                 for key, value in ops:
                     if value is None:
-                        batch.delete(key)
+                        delete(key)
+                    elif xor is None:
+                        put(key, value)
                     else:
-                        batch.put(key, value)
+                        put(key, xor(value))
         except plyvel.Error as exc:
             raise self._fatal("write to", exc) from exc
 

@@ -8,13 +8,7 @@ files or the UTXO set.
 
 from __future__ import annotations
 
-from aipgd.chain.coins import (
-    Coin,
-    compress_amount,
-    compress_script,
-    decompress_amount,
-    read_compressed_script,
-)
+from aipgd.chain.coins import Coin, compress_txout, decompress_amount, read_compressed_script
 from aipgd.consensus.limits import MAX_BLOCK_WEIGHT, WITNESS_SCALE_FACTOR
 from aipgd.core.hashes import sha256d
 from aipgd.core.serialize import ByteReader, DeserializationError, ser_compact_size, ser_varint
@@ -29,13 +23,6 @@ _MIN_TXIN_UNDO_SIZE = 3
 TxUndo = list[Coin]
 
 
-def _ser_txin_undo(coin: Coin) -> bytes:
-    """Core: TxInUndoSerializer. A zero 'version' byte follows the code when the height is nonzero,
-    for compatibility with the pre-0.15 format."""
-    out = ser_varint(coin.height * 2 + int(coin.coinbase))
-    if coin.height > 0:
-        out += b"\x00"
-    return out + ser_varint(compress_amount(coin.out.value)) + compress_script(coin.out.script_pubkey)
 
 
 def _read_txin_undo(r: ByteReader) -> Coin:
@@ -49,10 +36,19 @@ def _read_txin_undo(r: ByteReader) -> Coin:
 
 
 def serialize_block_undo(block_undo: list[TxUndo]) -> bytes:
+    """Core: CBlockUndo's serialization, a vector of CTxUndo, each a vector of TxInUndoSerializer
+    records: VARINT(height*2 + coinbase), a zero 'version' byte when the height is nonzero (for
+    compatibility with the pre-0.15 format), then the compressed output."""
     parts = [ser_compact_size(len(block_undo))]
+    append = parts.append
     for tx_undo in block_undo:
-        parts.append(ser_compact_size(len(tx_undo)))
-        parts.extend(_ser_txin_undo(coin) for coin in tx_undo)
+        append(ser_compact_size(len(tx_undo)))
+        for coin in tx_undo:
+            height = coin.height
+            append(ser_varint(height * 2 + coin.coinbase))
+            if height > 0:
+                append(b"\x00")
+            append(compress_txout(coin.out))
     return b"".join(parts)
 
 

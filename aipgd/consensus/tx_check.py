@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aipgd.consensus.limits import MAX_BLOCK_WEIGHT, WITNESS_SCALE_FACTOR
 from aipgd.consensus.validation_state import VALID, ValidationState
-from aipgd.core.transaction import MAX_MONEY, Transaction
+from aipgd.core.transaction import MAX_MONEY, NULL_OUTPOINT, Transaction
 from aipgd.script.asset_script import AssetScriptType, asset_script_info, count_opcode, is_null_asset
 from aipgd.script.opcodes import Op
 
@@ -54,7 +54,8 @@ def check_transaction(tx: Transaction, *, check_duplicate_inputs: bool = True, m
         if info is not None and info[0] != AssetScriptType.TX_TRANSFER_ASSET:
             has_non_transfer_asset = True
 
-    if check_duplicate_inputs and len({txin.prevout for txin in tx.vin}) != len(tx.vin):
+    vin = tx.vin
+    if check_duplicate_inputs and len(vin) > 1 and len({txin.prevout for txin in vin}) != len(vin):
         return ValidationState.invalid("bad-txns-inputs-duplicate", dos=100)
 
     if tx.is_coinbase():
@@ -66,8 +67,8 @@ def check_transaction(tx: Transaction, *, check_duplicate_inputs: bool = True, m
                 return ValidationState.invalid("bad-txns-coinbase-contains-asset-txes",
                                                debug="coinbase contains asset transaction")
     else:
-        for txin in tx.vin:
-            if txin.prevout.is_null():
+        for txin in vin:
+            if txin.prevout == NULL_OUTPOINT:
                 return ValidationState.invalid("bad-txns-prevout-null", dos=10)
 
     if not has_non_transfer_asset:
@@ -75,12 +76,22 @@ def check_transaction(tx: Transaction, *, check_duplicate_inputs: bool = True, m
         # only appear at the asset position of an asset script or first in a null asset script.
         for txout in tx.vout:
             script = txout.script_pubkey
-            # OP_RVN_ASSET can only occur as an op where its byte occurs.
-            if (_ASSET_BYTE in script and asset_script_info(script) is None
+            # OP_RVN_ASSET can only occur as an op where its byte occurs, and never as an op of
+            # a P2PKH script (its ops sit around one 20-byte push).
+            if (_ASSET_BYTE in script and not _is_p2pkh(script) and asset_script_info(script) is None
                     and count_opcode(script, Op.OP_AIPG_ASSET)
                     and script[0] != Op.OP_AIPG_ASSET):
                 return ValidationState.invalid("bad-txns-op-neox-asset-not-in-right-script-location", dos=100)
     return VALID
+
+
+def _is_p2pkh(script: bytes) -> bool:
+    return (len(script) == 25 and script[0] == _OP_DUP and script[1] == _OP_HASH160 and script[2] == 20
+            and script[23] == _OP_EQUALVERIFY and script[24] == _OP_CHECKSIG)
+
+
+_OP_DUP, _OP_HASH160 = Op.OP_DUP.value, Op.OP_HASH160.value
+_OP_EQUALVERIFY, _OP_CHECKSIG = Op.OP_EQUALVERIFY.value, Op.OP_CHECKSIG.value
 
 
 def _check_asset_output(script: bytes, value: int, mempool_check: bool, block_check: bool) -> ValidationState:

@@ -12,8 +12,8 @@ from typing import Protocol
 
 from aipgd.consensus.limits import COINBASE_MATURITY, LOCKTIME_VERIFY_SEQUENCE, WITNESS_SCALE_FACTOR
 from aipgd.consensus.tx_check import money_range
-from aipgd.consensus.validation_state import ValidationState
-from aipgd.core.transaction import SEQUENCE_FINAL, OutPoint, Transaction, TxOut
+from aipgd.consensus.validation_state import VALID, ValidationState
+from aipgd.core.transaction import MAX_MONEY, SEQUENCE_FINAL, OutPoint, Transaction, TxOut
 from aipgd.script.checker import (
     SEQUENCE_LOCKTIME_DISABLE_FLAG,
     SEQUENCE_LOCKTIME_GRANULARITY,
@@ -96,8 +96,12 @@ def legacy_sigop_count(tx: Transaction) -> int:
     memo = tx.__dict__
     count: int | None = memo.get(_LEGACY_SIGOPS)
     if count is None:
-        count = memo[_LEGACY_SIGOPS] = (sum([sigop_count(txin.script_sig, False) for txin in tx.vin])
-                                        + sum([sigop_count(txout.script_pubkey, False) for txout in tx.vout]))
+        count = 0
+        for txin in tx.vin:
+            count += sigop_count(txin.script_sig, False)
+        for txout in tx.vout:
+            count += sigop_count(txout.script_pubkey, False)
+        memo[_LEGACY_SIGOPS] = count
     return count
 
 
@@ -141,27 +145,35 @@ def check_tx_inputs(tx: Transaction, coins: Mapping[OutPoint, SpentCoin], spend_
     `coins` maps each unspent outpoint the transaction may spend to its coin; a missing entry
     means missing or spent.
     """
-    txid_hex = tx.txid_hex
-    spent: list[SpentCoin] = []
-    for txin in tx.vin:
-        coin = coins.get(txin.prevout)
-        if coin is None:
-            return ValidationState.invalid("bad-txns-inputs-missingorspent", dos=100,
-                                           debug=f"CheckTxInputs: inputs missing/spent {txid_hex}"), 0
-        spent.append(coin)
+    return check_spent_inputs(tx, [coins.get(txin.prevout) for txin in tx.vin], spend_height,
+                              coinbase_maturity)
+
+
+def check_spent_inputs(tx: Transaction, spent: Sequence[SpentCoin | None], spend_height: int,
+                       coinbase_maturity: int = COINBASE_MATURITY) -> tuple[ValidationState, int]:
+    """Core: Consensus::CheckTxInputs with the coins already looked up: `spent[i]` is the coin
+    input i spends, None where it is missing or spent (a shorter list: the rest are missing).
+    Returns (state, fee); the fee is 0 unless valid."""
+    if len(spent) != len(tx.vin) or None in spent:
+        return ValidationState.invalid("bad-txns-inputs-missingorspent", dos=100,
+                                       debug=f"CheckTxInputs: inputs missing/spent {tx.txid_hex}"), 0
     value_in = 0
     for coin in spent:
+        assert coin is not None
         if coin.is_coinbase and spend_height - coin.height < coinbase_maturity:
             return ValidationState.invalid(
                 "bad-txns-premature-spend-of-coinbase",
                 debug=f"tried to spend coinbase at depth {spend_height - coin.height}"), 0
-        value_in += coin.out.value
-        if not money_range(coin.out.value) or not money_range(value_in):
+        value = coin.out.value
+        value_in += value
+        # money_range(value) and money_range(value_in), inlined.
+        if not 0 <= value <= MAX_MONEY or not 0 <= value_in <= MAX_MONEY:
             return ValidationState.invalid("bad-txns-inputvalues-outofrange", dos=100), 0
     value_out = 0
     for txout in tx.vout:
-        value_out += txout.value
-        if not money_range(txout.value) or not money_range(value_out):
+        value = txout.value
+        value_out += value
+        if not 0 <= value <= MAX_MONEY or not 0 <= value_out <= MAX_MONEY:
             # Core: GetValueOut throws; CheckTransaction has already rejected such outputs.
             return ValidationState.invalid("bad-txns-txouttotal-toolarge", dos=100), 0
     if value_in < value_out:
@@ -171,7 +183,7 @@ def check_tx_inputs(tx: Transaction, coins: Mapping[OutPoint, SpentCoin], spend_
     fee = value_in - value_out
     if not money_range(fee):
         return ValidationState.invalid("bad-txns-fee-out-of-range", dos=100), 0
-    return ValidationState(), fee
+    return VALID, fee
 
 
 def _format_money(value: int) -> str:

@@ -20,7 +20,7 @@ from aipgd.core.serialize import (
     ser_u32,
     ser_u64,
 )
-from aipgd.core.transaction import OutPoint, Transaction, TxIn, TxOut
+from aipgd.core.transaction import OutPoint, Transaction, TxIn, TxOut, parsed_txin, parsed_txout
 from aipgd.core.uint256 import ZERO_HASH, hash_to_hex
 
 LEGACY_HEADER_SIZE = 80
@@ -162,7 +162,9 @@ class Block:
 
 _unpack_u32 = struct.Struct("<I").unpack_from
 _unpack_i32 = struct.Struct("<i").unpack_from
-_unpack_i64 = struct.Struct("<q").unpack_from
+# An input's prevout and first script-length byte; an output's value and first script-length byte.
+_unpack_txin_head = struct.Struct("<32sIB").unpack_from
+_unpack_txout_head = struct.Struct("<qB").unpack_from
 
 
 class _UncommonError(Exception):
@@ -227,11 +229,9 @@ def _read_common_tx(data: bytes, pos: int) -> tuple[Transaction, int]:
     if n_in >= 0xFD:
         n_in, pos = _long_size(data, pos - 1)
     vin: list[TxIn] = []
-    new_in, new_outpoint = TxIn, OutPoint
+    new_in, new_tuple = parsed_txin, tuple.__new__
     for _ in range(n_in):
-        prev_hash = data[pos:pos + 32]
-        n = _unpack_u32(data, pos + 32)[0]
-        size = data[pos + 36]
+        prev_hash, n, size = _unpack_txin_head(data, pos)
         pos += 37
         if size >= 0xFD:
             size, pos = _long_size(data, pos - 1)
@@ -239,17 +239,17 @@ def _read_common_tx(data: bytes, pos: int) -> tuple[Transaction, int]:
         pos += size
         if len(script_sig) != size:
             raise _UncommonError
-        vin.append(new_in(new_outpoint(prev_hash, n), script_sig, _unpack_u32(data, pos)[0]))
+        # OutPoint(prev_hash, n), less the named tuple's Python-level __new__.
+        vin.append(new_in(new_tuple(OutPoint, (prev_hash, n)), script_sig, _unpack_u32(data, pos)[0]))
         pos += 4
     n_out = data[pos]
     pos += 1
     if n_out >= 0xFD:
         n_out, pos = _long_size(data, pos - 1)
     vout: list[TxOut] = []
-    new_out = TxOut
+    new_out = parsed_txout
     for _ in range(n_out):
-        value = _unpack_i64(data, pos)[0]
-        size = data[pos + 8]
+        value, size = _unpack_txout_head(data, pos)
         pos += 9
         if size >= 0xFD:
             size, pos = _long_size(data, pos - 1)
@@ -285,16 +285,12 @@ def _read_common_tx(data: bytes, pos: int) -> tuple[Transaction, int]:
     pos += 4
     if pos > len(data):
         raise _UncommonError
-    tx = Transaction(version, tuple(vin), tuple(vout), locktime)
     raw = data[start:pos]
-    state = tx.__dict__
-    state["total_size"] = len(raw)
     if segwit:
         stripped = data[start:start + 4] + data[body:body_end] + data[pos - 4:pos]
-        tx._cache["wtxid"] = sha256d(raw)
-        tx._cache["txid"] = sha256d(stripped)
-        state["base_size"] = len(stripped)
+        tx = Transaction.parsed(version, tuple(vin), tuple(vout), locktime, txid=sha256d(stripped),
+                                wtxid=sha256d(raw), total_size=len(raw), base_size=len(stripped))
     else:
-        tx._cache["txid"] = sha256d(raw)
-        state["base_size"] = len(raw)
+        tx = Transaction.parsed(version, tuple(vin), tuple(vout), locktime, txid=sha256d(raw), wtxid=None,
+                                total_size=len(raw), base_size=len(raw))
     return tx, pos

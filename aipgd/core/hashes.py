@@ -12,6 +12,8 @@ from collections.abc import Callable
 from algomodule.x16rv2 import _x16rv2_hash
 from Crypto.Hash import RIPEMD160
 
+_sha256 = hashlib.sha256
+
 
 def sha256(data: bytes) -> bytes:
     return hashlib.sha256(data).digest()
@@ -19,7 +21,7 @@ def sha256(data: bytes) -> bytes:
 
 def sha256d(data: bytes) -> bytes:
     """Core: Hash() / CHash256, the double SHA-256 behind txids and legacy merkle roots."""
-    return hashlib.sha256(hashlib.sha256(data).digest()).digest()
+    return _sha256(_sha256(data).digest()).digest()
 
 
 def _ripemd160_pycryptodome(data: bytes) -> bytes:
@@ -45,7 +47,6 @@ def _make_ripemd160() -> Callable[[bytes], bytes]:
 
 
 ripemd160 = _make_ripemd160()
-_sha256 = hashlib.sha256
 
 
 def hash160(data: bytes) -> bytes:

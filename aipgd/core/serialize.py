@@ -195,6 +195,20 @@ def ser_varint(n: int) -> bytes:
     """Core: WriteVarInt (used by the UTXO and block-index records, never on the wire)."""
     if 0 <= n < 0x80:
         return _ONE_BYTE[n]
+    if 0x80 <= n < 0x4080:
+        # Two bytes (heights and amounts of most coins): the loop below, unrolled.
+        return bytes((((n >> 7) - 1) | 0x80, n & 0x7F))
+    if 0x4080 <= n < 0x810204080:
+        # Three to five bytes (compressed amounts), unrolled likewise.
+        n1 = (n >> 7) - 1
+        n2 = (n1 >> 7) - 1
+        if n2 <= 0x7F:
+            return bytes((n2 | 0x80, (n1 & 0x7F) | 0x80, n & 0x7F))
+        n3 = (n2 >> 7) - 1
+        if n3 <= 0x7F:
+            return bytes((n3 | 0x80, (n2 & 0x7F) | 0x80, (n1 & 0x7F) | 0x80, n & 0x7F))
+        n4 = (n3 >> 7) - 1
+        return bytes((n4 | 0x80, (n3 & 0x7F) | 0x80, (n2 & 0x7F) | 0x80, (n1 & 0x7F) | 0x80, n & 0x7F))
     if n < 0:
         raise ValueError(f"varint cannot be negative: {n}")
     out = bytearray([n & 0x7F])

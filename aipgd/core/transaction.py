@@ -7,8 +7,10 @@ errors. It must never judge validity beyond the encoding: that is consensus' job
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any, NamedTuple
 
 from aipgd.core.hashes import sha256d
 from aipgd.core.serialize import (
@@ -29,9 +31,11 @@ SEQUENCE_FINAL = 0xFFFFFFFF
 NULL_INDEX = 0xFFFFFFFF
 
 
-@dataclass(frozen=True, slots=True)
-class OutPoint:
-    """A reference to output `n` of transaction `txid` (internal byte order)."""
+class OutPoint(NamedTuple):
+    """A reference to output `n` of transaction `txid` (internal byte order).
+
+    A named tuple, not a dataclass: outpoints key every UTXO cache, and a tuple hashes and compares
+    in C (a frozen dataclass's __hash__ and __eq__ are Python calls, per dict lookup)."""
 
     txid: bytes
     n: int
@@ -82,6 +86,36 @@ class TxOut:
     @classmethod
     def read(cls, r: ByteReader) -> TxOut:
         return cls(r.i64("nValue"), r.var_bytes("scriptPubKey"))
+
+
+def _slot_setter(cls: type, name: str) -> Callable[[object, Any], None]:
+    setter: Callable[[object, Any], None] = vars(cls)[name].__set__
+    return setter
+
+
+# Constructors for a parser that has read every field with its type already (Block.deserialize's
+# fast path). They give the same objects as calling the class, without the frozen dataclass
+# __init__ (an object.__setattr__ per field): most of the cost of parsing a block.
+_new = object.__new__
+_set_prevout, _set_script_sig, _set_sequence, _set_witness = (
+    _slot_setter(TxIn, name) for name in ("prevout", "script_sig", "sequence", "witness"))
+_set_value, _set_script_pubkey = (_slot_setter(TxOut, name) for name in ("value", "script_pubkey"))
+
+
+def parsed_txin(prevout: OutPoint, script_sig: bytes, sequence: int, witness: tuple[bytes, ...] = ()) -> TxIn:
+    txin: TxIn = _new(TxIn)
+    _set_prevout(txin, prevout)
+    _set_script_sig(txin, script_sig)
+    _set_sequence(txin, sequence)
+    _set_witness(txin, witness)
+    return txin
+
+
+def parsed_txout(value: int, script_pubkey: bytes) -> TxOut:
+    txout: TxOut = _new(TxOut)
+    _set_value(txout, value)
+    _set_script_pubkey(txout, script_pubkey)
+    return txout
 
 
 def _ser_witness(stack: tuple[bytes, ...]) -> bytes:
@@ -208,5 +242,17 @@ class Transaction:
         """BIP141: base size * 3 + total size."""
         return self.base_size * 3 + self.total_size
 
+    @classmethod
+    def parsed(cls, version: int, vin: tuple[TxIn, ...], vout: tuple[TxOut, ...], locktime: int, *,
+               txid: bytes, wtxid: bytes | None, total_size: int, base_size: int) -> Transaction:
+        """A transaction just parsed, with its hashes and sizes (Block.deserialize's fast path):
+        what the constructor gives, filled in as `read` fills it, without the frozen __init__."""
+        tx: Transaction = _new(cls)
+        cache = {"txid": txid} if wtxid is None else {"txid": txid, "wtxid": wtxid}
+        tx.__dict__.update(version=version, vin=vin, vout=vout, locktime=locktime, _cache=cache,
+                           total_size=total_size, base_size=base_size)
+        return tx
+
     def is_coinbase(self) -> bool:
-        return len(self.vin) == 1 and self.vin[0].prevout.is_null()
+        vin = self.vin
+        return len(vin) == 1 and vin[0].prevout == NULL_OUTPOINT
