@@ -39,6 +39,8 @@ from aipgd.core.transaction import OutPoint, Transaction
 
 MATURE = 101
 MAIN_LENGTH = 160
+# A restart reaches its first tip update in seconds; a heavily loaded machine can take a minute.
+FIRST_TIP_TIMEOUT = 180.0
 FORK_AT = 120
 FORK_LENGTH = 50
 KILLS = 30
@@ -166,7 +168,7 @@ def test_kill_9_during_import_connect_and_reorg_never_corrupts(
         node.start([*args, *extra], wait=False)
         if not imported and restarts % 5 == 0:
             # Now and then a clean stop mid-import, so a loaded machine still gets through it.
-            node.wait_for_log("UpdateTip|DisconnectTip|Block import finished")
+            node.wait_for_log("UpdateTip|DisconnectTip|Block import finished", timeout=FIRST_TIP_TIMEOUT)
             time.sleep(rng.uniform(0.5, 1.5))
             assert node.stop() == 0, node.stderr()
             imported = "Block import finished" in node.log_since_start()
@@ -174,7 +176,7 @@ def test_kill_9_during_import_connect_and_reorg_never_corrupts(
         if (not imported or extra) and restarts % 4 != 0:
             # Kill while blocks are being connected (the KawPoW light cache alone takes a second or two
             # at each start before any block flows): wait for the first tip update, then strike soon.
-            node.wait_for_log("UpdateTip|DisconnectTip|Block import finished")
+            node.wait_for_log("UpdateTip|DisconnectTip|Block import finished", timeout=FIRST_TIP_TIMEOUT)
             time.sleep(rng.uniform(0.0, 0.4))
         else:
             time.sleep(rng.uniform(0.2, 2.5))
