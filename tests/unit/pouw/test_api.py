@@ -186,9 +186,11 @@ def test_free_tier_rate_limit_and_bad_requests(server: Server) -> None:
     assert status == 404 and body["error"]["code"] == "model_not_found"
     status, _, body = http(server, "POST", "/v1/completions", raw=b"{not json")
     assert status == 400 and body["error"]["code"] == "invalid_json"
-    status, _, body = http(server, "POST", "/v1/completions", {"model": "tiny", "prompt": "x", "temperature": 9})
+    hot = {"model": "tiny", "prompt": "x", "temperature": 9}
+    status, _, body = http(server, "POST", "/v1/completions", hot)
     assert status == 400 and body["error"]["param"] == "temperature"
-    status, _, body = http(server, "POST", "/v1/chat/completions", {"model": "tiny", "messages": [{"role": "x"}]})
+    bad_role = {"model": "tiny", "messages": [{"role": "x"}]}
+    status, _, body = http(server, "POST", "/v1/chat/completions", bad_role)
     assert status == 400 and "role" in body["error"]["message"]
     status, _, body = http(server, "GET", "/v1/nothing")
     assert status == 404
