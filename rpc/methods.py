@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rpc import (
     blockchain,
+    blocktemplate,
     chaininfo,
     control,
     mempool,
@@ -20,8 +21,8 @@ from rpc.registry import RPCTable
 
 def build_table() -> RPCTable:
     table = RPCTable()
-    for area in (control, blockchain, chaininfo, mempool, mining, network, util, rawtransaction, txlookup,
-                 pouw, pouwjobs):
+    for area in (control, blockchain, chaininfo, mempool, mining, blocktemplate, network, util,
+                 rawtransaction, txlookup, pouw, pouwjobs):
         table.register(area.METHODS)
     return table
 
