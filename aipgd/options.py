@@ -349,6 +349,12 @@ MEMPOOL_OPTIONS: tuple[Option, ...] = (
     Option("maxtxfee", Kind.STRING,
            "Maximum total fees (in AIPG) to use in a single transaction; sendrawtransaction refuses higher "
            "fees unless allowhighfees is set", GROUP_RELAY, arg="<amt>", default="1000.00"),
+    Option("whitelistrelay", Kind.BOOL,
+           "Accept relayed transactions received from whitelisted peers even when not relaying transactions",
+           GROUP_RELAY, default="1"),
+    Option("whitelistforcerelay", Kind.BOOL,
+           "Force relay of transactions from whitelisted peers even if they violate local relay policy",
+           GROUP_RELAY, default="1"),
 )
 OPTIONS = OPTIONS + MEMPOOL_OPTIONS
 

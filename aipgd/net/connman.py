@@ -1,9 +1,9 @@
 """ConnectionManager: opens, accepts, times out, evicts and bans P2P connections (Core: CConnman).
 
-Owns the listening sockets (-listen, -bind, -port), outbound connections (-connect, -addnode,
--seednode, AddrMan and DNS seeds, 12 full-relay peers as AIPG Core; directly or through -proxy),
-inbound slots up to -maxconnections with Core's eviction, -whitelist, -onlynet, the -maxuploadtarget
-byte count, the per-peer timers (handshake, ping, inactivity) and the AddrMan/BanMan it persists.
+Owns the peer table, the listening sockets (-listen, -bind, -port), the tasks of the outbound dialer
+(aipgd.net.outbound: -connect, -addnode, -seednode, AddrMan and DNS seeds, 12 full-relay peers as AIPG
+Core), inbound slots up to -maxconnections with Core's eviction, -whitelist, the -maxuploadtarget byte
+count, the per-peer timers (handshake, ping, inactivity) and the AddrMan/BanMan it persists.
 It must never interpret messages (aipgd.net.processing does) and never blocks the event loop on disk
 or DNS.
 """
@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import socket
 import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -30,11 +29,15 @@ from aipgd.net.chainview import ChainView
 from aipgd.net.connman_config import ConnmanConfig
 from aipgd.net.eviction import EvictionCandidate, select_node_to_evict
 from aipgd.net.messages import DecodeContext, Message, NetworkAddress
-from aipgd.net.netaddress import AddressError, NetAddr, Service, SubNet, split_host_port
+from aipgd.net.netaddress import NetAddr, Service, SubNet
+from aipgd.net.outbound import ADDNODE_RETRY_INTERVAL as ADDNODE_RETRY_INTERVAL
+from aipgd.net.outbound import CONNECT_RETRY_INTERVAL as CONNECT_RETRY_INTERVAL
+from aipgd.net.outbound import DNS_SEED_DELAY as DNS_SEED_DELAY
+from aipgd.net.outbound import POUWCONNECT_RETRY_INTERVAL as POUWCONNECT_RETRY_INTERVAL
+from aipgd.net.outbound import OutboundDialer
 from aipgd.net.peer import ConnectionType, Peer
 from aipgd.net.processing import PeerLogic, PouwHandler
 from aipgd.net.protocol import NODE_POUW
-from aipgd.net.socks5 import Socks5Error, next_random_credentials, socks5_connect
 from aipgd.net.txrelay import TxRelay
 
 if TYPE_CHECKING:
@@ -44,12 +47,7 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 MAX_FEELER_CONNECTIONS = 1
-ADDNODE_RETRY_INTERVAL = 60.0  # Core: ThreadOpenAddedConnections sleeps a minute between rounds
-# A requester and its workers should find each other again quickly after a restart.
-POUWCONNECT_RETRY_INTERVAL = 5.0
-CONNECT_RETRY_INTERVAL = 1.0
 DUMP_INTERVAL = 15 * 60  # Core: DUMP_ADDRESSES_INTERVAL
-DNS_SEED_DELAY = 11.0  # Core: let AddrMan's peers answer first
 MAX_UPLOAD_TIMEFRAME = 24 * 60 * 60
 _MAINTENANCE_INTERVAL = 1.0
 
@@ -81,7 +79,7 @@ class ConnectionManager:
         self.network_active = True
         # -addnode entries plus those of the addnode RPC (Core: vAddedNodes).
         self.added_nodes: list[str] = []
-        self._addnode_wakeup: asyncio.Event | None = None
+        self.dialer = OutboundDialer(self)
         self.peers: dict[int, Peer] = {}
         self._next_id = 0
         self._servers: list[asyncio.base_events.Server] = []
@@ -115,7 +113,9 @@ class ConnectionManager:
             if self._mempool is not None:
                 self.sync.tx_relay = TxRelay(self._mempool, lambda: list(self.peers.values()), self.loop,
                                              self.sync.chain.initial_block_download,
-                                             blocks_only=self.config.blocks_only)
+                                             blocks_only=self.config.blocks_only,
+                                             whitelist_relay=self.config.whitelist_relay,
+                                             whitelist_force_relay=self.config.whitelist_force_relay)
                 self.sync.server.tx_relay = self.sync.tx_relay
                 self.sync.mempool_txs = self._mempool_transactions
         self.banman.default_ban_time = self.config.ban_time
@@ -163,17 +163,16 @@ class ConnectionManager:
             self.sync.start()
             if self.sync.tx_relay is not None:
                 self.sync.tx_relay.start()
-        self._addnode_wakeup = asyncio.Event()
         self._spawn(self._maintenance_loop(), "net-maintenance")
         if cfg.connect_only:
-            self._spawn(self._connect_loop(), "net-connect")
+            self._spawn(self.dialer.connect_loop(), "net-connect")
         else:
-            self._spawn(self._outbound_loop(), "net-outbound")
-        self._spawn(self._addnode_loop(), "net-addnode")
+            self._spawn(self.dialer.outbound_loop(), "net-outbound")
+        self._spawn(self.dialer.addnode_loop(), "net-addnode")
         if self.pouw is not None:
             self.pouw.start(lambda: list(self.peers.values()))
             if cfg.pouw_connect:
-                self._spawn(self._pouwconnect_loop(), "net-pouwconnect")
+                self._spawn(self.dialer.pouwconnect_loop(), "net-pouwconnect")
 
     async def _bind(self, service: Service) -> None:
         try:
@@ -288,8 +287,8 @@ class ConnectionManager:
             if text in self.added_nodes:
                 raise ValueError(text)
             self.added_nodes.append(text)
-            if self._addnode_wakeup is not None:
-                self._addnode_wakeup.set()
+            if self.dialer.addnode_wakeup is not None:
+                self.dialer.addnode_wakeup.set()
         elif command == "remove":
             if text not in self.added_nodes:
                 raise KeyError(text)
@@ -388,205 +387,34 @@ class ConnectionManager:
         self.peers[victim].disconnect("evicted to free an inbound slot")
         return True
 
-    # --- outbound --------------------------------------------------------------------------------------
-    def _connected_to(self, service: Service) -> bool:
-        return any(p.service == service for p in self.peers.values())
+    # --- outbound (dialing lives in aipgd.net.outbound) --------------------------------------------------
+    def can_open_connections(self) -> bool:
+        return not self._stopping and self.network_active
+
+    def adopt_outbound(self, service: Service, conn_type: ConnectionType, reader: asyncio.StreamReader,
+                       writer: asyncio.StreamWriter, addr_name: str | None = None) -> Peer | None:
+        """A stream the dialer opened becomes a peer, and our version goes out at once (Core: ConnectNode
+        then PushNodeVersion); `addr_name` is the destination of a connection made by name."""
+        if self._stopping:
+            writer.close()
+            return None
+        peer = self._new_peer(service, conn_type, reader, writer)
+        if addr_name is not None:
+            peer.addr_name = addr_name
+        log_print(logger, "net", "connected to %s, peer=%d (%s)", addr_name or service, peer.id,
+                  conn_type.value)
+        self.logic.push_version(peer)
+        peer.start()
+        return peer
 
     async def resolve(self, text: str) -> list[Service]:
-        """An IP[:port] or, with -dns, a host name (resolved off the loop)."""
-        host, port = split_host_port(text, self.params.default_port)
-        try:
-            return [Service(NetAddr.parse(host), port)]
-        except AddressError:
-            if not self.config.name_lookup:
-                return []
-        try:
-            infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except OSError:
-            return []
-        return [Service(NetAddr.parse(str(info[4][0])), port) for info in infos]
+        return await self.dialer.resolve(text)
 
     async def open_connection(self, service: Service, conn_type: ConnectionType) -> Peer | None:
-        """Core: OpenNetworkConnection + ConnectNode; the version message goes out at once."""
-        if self._stopping or not self.network_active or self._connected_to(service):
-            return None
-        if conn_type is not ConnectionType.MANUAL and self.banman.is_banned(service.addr):
-            return None
-        log_print(logger, "net", "trying connection %s", service)
-        try:
-            reader, writer = await asyncio.wait_for(self._open_stream(service), self.config.connect_timeout)
-        except (TimeoutError, OSError, Socks5Error) as exc:
-            log_print(logger, "net", "connection to %s failed: %s", service, exc or "timeout")
-            if conn_type is ConnectionType.OUTBOUND:
-                self.addrman.attempt(service)
-            return None
-        if self._stopping:
-            writer.close()
-            return None
-        peer = self._new_peer(service, conn_type, reader, writer)
-        log_print(logger, "net", "connected to %s, peer=%d (%s)", service, peer.id, conn_type.value)
-        self.logic.push_version(peer)
-        peer.start()
-        return peer
-
-    async def _open_stream(self, service: Service, name: str | None = None
-                           ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        """A TCP stream to `service`, directly or through the -proxy SOCKS5 server (Core: ConnectSocket,
-        ConnectThroughProxy); `name`, a host name the proxy resolves, replaces the service's address."""
-        proxy = self.config.proxy
-        limit = self.config.limits.max_receive_buffer
-        if proxy is None:
-            return await asyncio.open_connection(service.host, service.port, limit=limit)
-        reader, writer = await asyncio.open_connection(proxy.service.host, proxy.service.port, limit=limit)
-        destination = name if name is not None else service.host
-        try:
-            credentials = next_random_credentials() if proxy.randomize_credentials else None
-            await socks5_connect(reader, writer, destination, service.port, credentials)
-        except BaseException:
-            writer.close()
-            raise
-        log_print(logger, "proxy", "SOCKS5 connected %s:%d via %s", destination, service.port, proxy)
-        return reader, writer
-
-    def _connected_to_name(self, text: str) -> bool:
-        return any(p.addr_name == text for p in self.peers.values())
+        return await self.dialer.open_connection(service, conn_type)
 
     async def connect_to(self, text: str, conn_type: ConnectionType) -> Peer | None:
-        """Core: OpenNetworkConnection with a destination string: an IP[:port] is dialled, a host name
-        is resolved here, or, with -proxy, by the proxy so that no DNS query leaves this host."""
-        try:
-            host, port = split_host_port(text, self.params.default_port)
-        except AddressError:
-            return None
-        try:
-            NetAddr.parse(host)
-        except AddressError:
-            if self.config.proxy is not None:
-                return await self._open_named(text, host, port, conn_type)
-        for service in (await self.resolve(text))[:1]:
-            return await self.open_connection(service, conn_type)
-        return None
-
-    async def _open_named(self, text: str, host: str, port: int, conn_type: ConnectionType) -> Peer | None:
-        """A connection by name through the proxy; its address stays unknown (Core: addr is unset and
-        addrName holds the destination)."""
-        if self._stopping or not self.network_active or self._connected_to_name(text):
-            return None
-        service = Service(NetAddr.parse("0.0.0.0"), port)
-        log_print(logger, "net", "trying connection %s through the proxy", text)
-        try:
-            reader, writer = await asyncio.wait_for(self._open_stream(service, host),
-                                                    self.config.connect_timeout)
-        except (TimeoutError, OSError, Socks5Error) as exc:
-            log_print(logger, "net", "connection to %s failed: %s", text, exc or "timeout")
-            return None
-        if self._stopping:
-            writer.close()
-            return None
-        peer = self._new_peer(service, conn_type, reader, writer)
-        peer.addr_name = text
-        log_print(logger, "net", "connected to %s, peer=%d (%s)", text, peer.id, conn_type.value)
-        self.logic.push_version(peer)
-        peer.start()
-        return peer
-
-    async def _connect_loop(self) -> None:
-        """Core: ThreadOpenConnections with -connect: only these peers, kept open."""
-        while True:
-            for text in self.config.connect:
-                if not self._connected_to_name(text):
-                    await self.connect_to(text, ConnectionType.MANUAL)
-            await asyncio.sleep(CONNECT_RETRY_INTERVAL)
-
-    async def _addnode_loop(self) -> None:
-        """Core: ThreadOpenAddedConnections."""
-        wakeup = self._addnode_wakeup
-        assert wakeup is not None
-        while True:
-            for text in list(self.added_nodes):
-                if self._connected_to_name(text):
-                    continue
-                if self.config.proxy is not None:
-                    await self.connect_to(text, ConnectionType.MANUAL)
-                    continue
-                services = await self.resolve(text)
-                if services and not any(self._connected_to(s) for s in services):
-                    await self.open_connection(services[0], ConnectionType.MANUAL)
-            wakeup.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), ADDNODE_RETRY_INTERVAL)
-
-    async def _pouwconnect_loop(self) -> None:
-        """-pouwconnect: PoUW links, kept open like -addnode ones (manual: never evicted nor banned)."""
-        while True:
-            for text in self.config.pouw_connect:
-                peer = next((p for p in self.peers.values() if p.addr_name == text), None)
-                if peer is None and self.config.proxy is None:
-                    services = await self.resolve(text)
-                    peer = next((p for p in self.peers.values() if not p.inbound and p.service in services),
-                                None)
-                if peer is None:
-                    peer = await self.connect_to(text, ConnectionType.MANUAL)
-                if peer is not None and not peer.pouw_link:
-                    peer.pouw_link = True
-                    log_print(logger, "net", "peer=%d is the PoUW link -pouwconnect=%s", peer.id, text)
-            await asyncio.sleep(POUWCONNECT_RETRY_INTERVAL)
-
-    def _reachable(self, addr: NetAddr) -> bool:
-        return not self.config.onlynet or addr.reachable_network() in self.config.onlynet
-
-    async def _outbound_loop(self) -> None:
-        """Core: ThreadOpenConnections: seed nodes first, then AddrMan, with DNS seeds when it is empty."""
-        for text in self.config.seednode:
-            await self.connect_to(text, ConnectionType.SEED)
-        started = time.monotonic()
-        dns_done = False
-        while True:
-            await asyncio.sleep(0.5)
-            if not dns_done and self.config.dns_seeds and len(self.addrman) == 0 \
-                    and time.monotonic() - started > DNS_SEED_DELAY:
-                dns_done = True
-                await self._query_dns_seeds()
-            outbound = [p for p in self.peers.values() if p.conn_type is ConnectionType.OUTBOUND]
-            if len(outbound) >= self.config.max_outbound:
-                continue
-            groups = {p.service.addr.group() for p in outbound}
-            for tries in range(100):
-                info = self.addrman.select()
-                if info is None:
-                    break
-                service = info.service
-                if service.addr.group() in groups or self._connected_to(service) \
-                        or not self._reachable(service.addr) or self.banman.is_banned(service.addr):
-                    continue
-                # Core: avoid non-default ports for the first 50 tries.
-                if service.port != self.params.default_port and tries < 50:
-                    continue
-                await self.open_connection(service, ConnectionType.OUTBOUND)
-                break
-
-    async def _query_dns_seeds(self) -> None:
-        """Core: ThreadDNSAddressSeed; seed answers enter AddrMan as if 3-7 days old. Behind -proxy the
-        seeds are not queried but connected to by name, one-shot, so no DNS query leaks (AddOneShot)."""
-        for seed in self.config.dns_seeds:
-            if self.config.proxy is not None:
-                await self.connect_to(seed, ConnectionType.SEED)
-                continue
-            try:
-                infos = await self.loop.getaddrinfo(seed, self.params.default_port, type=socket.SOCK_STREAM)
-            except OSError as exc:
-                log_print(logger, "net", "DNS seed %s failed: %s", seed, exc)
-                continue
-            now = int(time.time())
-            found = []
-            for info in infos:
-                with contextlib.suppress(ValueError):
-                    addr = NetAddr.parse(str(info[4][0]))
-                    if self._reachable(addr):
-                        found.append((Service(addr, self.params.default_port), self.local_services,
-                                      now - 3 * 86400 - secrets.randbelow(4 * 86400)))
-            self.addrman.add(found, NetAddr.parse("0.0.0.0"))
-            logger.info("%d addresses found from DNS seed %s", len(found), seed)
+        return await self.dialer.connect_to(text, conn_type)
 
     # --- timers ----------------------------------------------------------------------------------------
     async def _maintenance_loop(self) -> None:

@@ -2,7 +2,8 @@
 
 Owns ConnmanConfig and `connman_config`, which applies Core's parameter interactions (AppInitMain /
 InitParameterInteraction): -connect turns off -listen and -dnsseed unless given explicitly, regtest
-has no DNS seeds, -maxuploadtarget is MiB per 24 h. It must never open sockets or read files.
+has no DNS seeds, -blocksonly turns off -whitelistrelay unless given, -maxuploadtarget is MiB per 24 h.
+It must never open sockets or read files.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from aipgd.net.peer import (
 from aipgd.net.protocol import LOCAL_SERVICES
 from aipgd.net.socks5 import ProxyConfig
 from aipgd.net.syncstate import BLOCK_STALLING_TIMEOUT, SyncTimings
+from aipgd.net.txrelay import DEFAULT_WHITELISTFORCERELAY, DEFAULT_WHITELISTRELAY
 
 # Core: net.h / netbase.h defaults (AIPG Core raised outbound peers to 12).
 MAX_OUTBOUND_CONNECTIONS = 12
@@ -60,6 +62,8 @@ class ConnmanConfig:
     sync_timings: SyncTimings = field(default_factory=SyncTimings)
     proxy: ProxyConfig | None = None
     blocks_only: bool = DEFAULT_BLOCKSONLY
+    whitelist_relay: bool = DEFAULT_WHITELISTRELAY
+    whitelist_force_relay: bool = DEFAULT_WHITELISTFORCERELAY
     # PoUW (docs/pouw-protocol.md "Network"): on with -pouw, -pouwapi, -pouwvalidator or -pouwconnect;
     # -pouwconnect peers are kept connected like -addnode ones and flagged as PoUW links.
     pouw: bool = False
@@ -122,6 +126,12 @@ def connman_config(args: ArgsManager, params: ChainParams, user_agent: str) -> C
         ban_score=_positive(args, "banscore", DEFAULT_BANSCORE_THRESHOLD),
     )
     timeout_ms = args.get_int("timeout", DEFAULT_CONNECT_TIMEOUT_MS) or DEFAULT_CONNECT_TIMEOUT_MS
+    blocks_only = args.get_bool("blocksonly", DEFAULT_BLOCKSONLY)
+    # Core: InitParameterInteraction soft-sets -whitelistrelay=0 under -blocksonly first, so the
+    # -whitelistforcerelay=1 -> -whitelistrelay=1 soft-set that follows only acts without -blocksonly,
+    # where -whitelistrelay changes nothing. Only an explicit -whitelistrelay=1 lets whitelisted peers
+    # relay to a -blocksonly node.
+    whitelist_relay = args.get_bool("whitelistrelay", DEFAULT_WHITELISTRELAY and not blocks_only)
     # pouw.config checks the -pouwconnect values (host:port) when the node is built.
     pouw_connect = [v for v in args.get_all("pouwconnect") if v]
     pouw = bool(pouw_connect) or any(args.get_bool(name, False)
@@ -138,7 +148,8 @@ def connman_config(args: ArgsManager, params: ChainParams, user_agent: str) -> C
         ban_time=_positive(args, "bantime", DEFAULT_MISBEHAVING_BANTIME),
         ban_local_peers=args.get_bool("banlocalpeers", False),
         connect_timeout=max(timeout_ms, 1) / 1000, name_lookup=args.get_bool("dns", DEFAULT_NAME_LOOKUP),
-        user_agent=user_agent, proxy=proxy, blocks_only=args.get_bool("blocksonly", DEFAULT_BLOCKSONLY),
+        user_agent=user_agent, proxy=proxy, blocks_only=blocks_only, whitelist_relay=whitelist_relay,
+        whitelist_force_relay=args.get_bool("whitelistforcerelay", DEFAULT_WHITELISTFORCERELAY),
         sync_timings=SyncTimings(stalling_timeout=_positive(
             args, "blockstallingtimeout", int(BLOCK_STALLING_TIMEOUT * 1000)) / 1000),
         pouw=pouw, pouw_connect=pouw_connect,

@@ -4,7 +4,8 @@ pool, and SendMessages' inventory trickle and feefilter).
 Owns each peer's known-inventory filter and queue of transactions to announce, the Poisson trickle
 (5 s average to inbound peers, half that to outbound, at most 35 a time, best fee rate first, above
 the peer's feefilter), transaction requests in flight, recent rejects, the orphan pool with Core's
-limits, and the feefilter we send. It must never judge a transaction: the mempool does, off the loop.
+limits, the feefilter we send, and what whitelisted peers may do (-whitelistrelay, -whitelistforcerelay).
+It must never judge a transaction: the mempool does, off the loop.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from aipgd.net import messages as msg
 from aipgd.net.protocol import FEEFILTER_VERSION, MAX_INV_SZ, MSG_TX, MSG_TYPE_MASK, MSG_WITNESS_TX
 
 if TYPE_CHECKING:
+    from aipgd.consensus.validation_state import ValidationState
     from aipgd.core.transaction import Transaction
     from aipgd.net.peer import Peer
 
@@ -39,6 +41,8 @@ MAX_STANDARD_TX_WEIGHT = 400_000
 AVG_FEEFILTER_BROADCAST_INTERVAL = 10 * 60
 GETDATA_TX_INTERVAL = 60.0  # ask another peer after this long (Core: mapAskFor's 2-minute retry)
 MAX_RECENT_REJECTS = 120_000
+DEFAULT_WHITELISTRELAY = True
+DEFAULT_WHITELISTFORCERELAY = True
 
 
 class BoundedSet:
@@ -83,10 +87,16 @@ class OrphanTx:
 class TxRelay:
     def __init__(self, mempool: Any, peers: Callable[[], Iterable[Peer]], loop: asyncio.AbstractEventLoop,
                  initial_download: Callable[[], bool], clock: Callable[[], float] = time.time, *,
-                 blocks_only: bool = False) -> None:
+                 blocks_only: bool = False, whitelist_relay: bool = DEFAULT_WHITELISTRELAY,
+                 whitelist_force_relay: bool = DEFAULT_WHITELISTFORCERELAY) -> None:
         self.mempool = mempool
-        # Core: -blocksonly, peers' transactions are unwanted (whitelisted peers excepted, -whitelistrelay).
+        # Core: -blocksonly, peers' transactions are unwanted (whitelisted peers excepted with
+        # -whitelistrelay, which -blocksonly turns off unless it is given; see connman_config).
         self.blocks_only = blocks_only
+        self.whitelist_relay = whitelist_relay
+        # Core: -whitelistforcerelay, a whitelisted peer's transaction we already have or reject without
+        # a DoS score is announced all the same, and such peers get no feefilter from us.
+        self.whitelist_force_relay = whitelist_force_relay
         self._peers = peers
         self.loop = loop
         self._initial_download = initial_download
@@ -125,11 +135,15 @@ class TxRelay:
             del self.orphans[txid]
 
     # --- announcing ------------------------------------------------------------------------------------
+    def _fee_rate(self, txid: bytes) -> int:
+        """The pool entry's fee rate in sat/kB, 0 when the pool does not hold it."""
+        with self.mempool.pool.lock:
+            entry = self.mempool.pool.get(txid)
+        return entry.modified_fee * 1000 // max(entry.vsize, 1) if entry is not None else 0
+
     def _on_accepted_any_thread(self, tx: Transaction) -> None:
         """Core: RelayTransaction; runs on the thread that accepted the transaction."""
-        with self.mempool.pool.lock:
-            entry = self.mempool.pool.get(tx.txid)
-        rate = entry.modified_fee * 1000 // max(entry.vsize, 1) if entry is not None else 0
+        rate = self._fee_rate(tx.txid)
         if not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self._queue, tx.txid, rate)
 
@@ -174,7 +188,8 @@ class TxRelay:
     def _maybe_send_feefilter(self, peer: Peer, st: PeerTxState, now: float) -> None:
         """Core: the feefilter we send, our mempool's minimum, every ~10 minutes (Poisson); MAX_MONEY
         while in initial download or -blocksonly, since no transaction is wanted then."""
-        if peer.remote.version < FEEFILTER_VERSION or peer.whitelisted:
+        # Core: "We don't want white listed peers to filter txs to us if we have -whitelistforcerelay".
+        if peer.remote.version < FEEFILTER_VERSION or (peer.whitelisted and self.whitelist_force_relay):
             return
         if self._initial_download() or self.blocks_only:
             rate = MAX_MONEY
@@ -195,23 +210,25 @@ class TxRelay:
             self.mempool.get_transaction(txid) is not None
 
     def relay_allowed(self, peer: Peer) -> bool:
-        """False when -blocksonly forbids this peer's transactions (Core: fBlocksOnly && !whitelistrelay)."""
-        return not self.blocks_only or peer.whitelisted
+        """False when -blocksonly forbids this peer's transactions (Core: `!fRelayTxes &&
+        (!pfrom->fWhitelisted || !GetBoolArg("-whitelistrelay"))`)."""
+        return not self.blocks_only or (peer.whitelisted and self.whitelist_relay)
 
     def on_tx_inv(self, peer: Peer, txids: list[bytes]) -> None:
+        """Core: the inv branch for transactions; each becomes known to the peer (AddInventoryKnown) even
+        when it is refused under -blocksonly or not asked for during initial download."""
         st = self._st(peer)
-        if not self.relay_allowed(peer):
-            for txid in txids:
-                log_print(logger, "net", "transaction (%s) inv sent in violation of protocol peer=%d",
-                          txid[::-1].hex(), peer.id)
-            return
-        if self._initial_download():
-            return
+        allowed = self.relay_allowed(peer)
+        initial_download = allowed and self._initial_download()
         now = self.clock()
         wanted = []
         for txid in txids:
             st.known.add(txid)
-            if self._already_have(txid):
+            if not allowed:
+                log_print(logger, "net", "transaction (%s) inv sent in violation of protocol peer=%d",
+                          txid[::-1].hex(), peer.id)
+                continue
+            if initial_download or self._already_have(txid):
                 continue
             asked = self.requested.get(txid)
             if asked is not None and now - asked[1] < GETDATA_TX_INTERVAL:
@@ -275,6 +292,7 @@ class TxRelay:
         self._st(peer).known.add(txid)
         self.requested.pop(txid, None)
         if self._already_have(txid):
+            self._force_relay(peer, tx, None)
             return
         result = await self.loop.run_in_executor(None, self.mempool.accept, tx)
         if result.accepted:
@@ -287,10 +305,25 @@ class TxRelay:
         else:
             if not result.state.corruption_possible:
                 self.recent_rejects.add(txid)
+            self._force_relay(peer, tx, result.state)
             log_print(logger, "mempool", "%s from peer=%d was not accepted: %s", tx.txid_hex, peer.id,
                       result.reject_reason)
             if result.state.dos > 0:
                 peer.misbehaving(result.state.dos, f"invalid transaction: {result.reject_reason}")
+
+    def _force_relay(self, peer: Peer, tx: Transaction, state: ValidationState | None) -> None:
+        """Core: -whitelistforcerelay in ProcessMessage("tx"), for a transaction that was neither accepted
+        nor an orphan: already had (`state` None) or rejected. Announced unless its rejection carries a
+        DoS score. As in Core, the trickle still skips what the mempool does not hold, so a rejected
+        transaction is logged as force-relayed but reaches no peer."""
+        if not (peer.whitelisted and self.whitelist_force_relay):
+            return
+        if state is not None and state.is_invalid() and state.dos > 0:
+            logger.info("Not relaying invalid transaction %s from whitelisted peer=%d (%s)", tx.txid_hex,
+                        peer.id, state)
+            return
+        logger.info("Force relaying tx %s from whitelisted peer=%d", tx.txid_hex, peer.id)
+        self._queue(tx.txid, self._fee_rate(tx.txid))
 
     # --- orphans ---------------------------------------------------------------------------------------
     def _add_orphan(self, peer: Peer, tx: Transaction) -> None:

@@ -126,6 +126,21 @@ def test_connection_options_follow_core_interactions() -> None:
         connman_config(bad, params, "/t/")
 
 
+@pytest.mark.parametrize(("argv", "relay", "force"), [
+    ([], True, True),
+    (["-blocksonly"], False, True),  # Core: -blocksonly=1 -> setting -whitelistrelay=0
+    (["-blocksonly", "-whitelistforcerelay=1"], False, True),  # too late to set -whitelistrelay=1
+    (["-blocksonly", "-whitelistrelay"], True, True),
+    (["-blocksonly=0", "-nowhitelistrelay"], False, True),
+    (["-whitelistforcerelay=0"], True, False),
+])
+def test_whitelist_relay_options_follow_core_interactions(argv: list[str], relay: bool, force: bool) -> None:
+    args = ArgsManager()
+    args.parse_command_line(argv)
+    cfg = connman_config(args, get_params("main"), "/t/")
+    assert (cfg.whitelist_relay, cfg.whitelist_force_relay) == (relay, force)
+
+
 def test_proxy_options_follow_core_interactions() -> None:
     params = get_params("main")
     args = ArgsManager()

@@ -1,5 +1,6 @@
 """Transaction relay rules over a fake mempool (Core: RelayTransaction, the inventory trickle with the
-peer's feefilter and known-inventory filter, AlreadyHave, and the orphan pool's limits)."""
+peer's feefilter and known-inventory filter, AlreadyHave, the orphan pool's limits, -whitelistrelay and
+-whitelistforcerelay)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 from net_fakes import FakePeer
 
+from aipgd.consensus.validation_state import ValidationState
 from aipgd.core.transaction import MAX_MONEY, OutPoint, Transaction, TxIn, TxOut
 from aipgd.mempool.policy import FeeRate
 from aipgd.net import messages as msg
@@ -48,6 +50,7 @@ class FakeMempool:
         self.tx_listeners: list[Any] = []
         self.block_listeners: list[Any] = []
         self.known_parents: set[bytes] = set()
+        self.rejects: dict[bytes, ValidationState] = {}  # txid -> the verdict accept() gives
 
     def get_transaction(self, txid: bytes) -> Transaction | None:
         return self.txs.get(txid)
@@ -56,6 +59,9 @@ class FakeMempool:
         return FeeRate(1000)
 
     def accept(self, tx: Transaction) -> Any:
+        if tx.txid in self.rejects:
+            return SimpleNamespace(accepted=False, missing_inputs=False, state=self.rejects[tx.txid],
+                                   reject_reason=self.rejects[tx.txid].reject_reason)
         if any(i.prevout.txid not in self.known_parents and i.prevout.txid not in self.txs for i in tx.vin):
             return SimpleNamespace(accepted=False, missing_inputs=True, state=None)
         self.txs[tx.txid] = tx
@@ -72,7 +78,7 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
 
 
 def _relay(loop: asyncio.AbstractEventLoop, peers: list[FakePeer], *, blocks_only: bool = False,
-           initial_download: bool = False) -> tuple[TxRelay, FakeMempool]:
+           initial_download: bool = False, **whitelist: bool) -> tuple[TxRelay, FakeMempool]:
     pool = FakeMempool()
     for peer in peers:
         peer.remote.relay = True
@@ -80,7 +86,7 @@ def _relay(loop: asyncio.AbstractEventLoop, peers: list[FakePeer], *, blocks_onl
         peer.fee_filter = 0
         peer.stats.last_tx_time = 0.0
     relay = TxRelay(pool, lambda: peers, loop, lambda: initial_download, clock=lambda: 1000.0,  # type: ignore[arg-type]
-                    blocks_only=blocks_only)
+                    blocks_only=blocks_only, **whitelist)
     relay.start()
     return relay, pool
 
@@ -205,3 +211,70 @@ def test_orphans_confirmed_or_conflicted_by_a_block_are_erased(loop: asyncio.Abs
     relay._on_block_any_thread(block)
     loop.run_until_complete(asyncio.sleep(0))
     assert set(relay.orphans) == {unrelated.txid}
+
+
+def test_blocksonly_without_whitelistrelay_refuses_whitelisted_peers_too(
+        loop: asyncio.AbstractEventLoop) -> None:
+    gateway = FakePeer(0)
+    gateway.whitelisted = True
+    relay, pool = _relay(loop, [gateway], blocks_only=True, whitelist_relay=False)
+    tx = _tx(1)
+    pool.known_parents.add(tx.vin[0].prevout.txid)
+    relay.on_tx_inv(gateway, [tx.txid])  # type: ignore[arg-type]
+    loop.run_until_complete(relay.on_tx(gateway, tx))  # type: ignore[arg-type]
+    assert gateway.sent == [] and not pool.txs and gateway.misbehavior == 0
+    # Core: AddInventoryKnown comes before the refusal, so the peer is never offered it back.
+    assert tx.txid in relay._st(gateway).known  # type: ignore[arg-type]
+
+
+def _announced(peer: FakePeer, txid: bytes) -> bool:
+    return any(isinstance(m, msg.Inv) and any(i.hash == txid for i in m.items) for m in peer.sent)
+
+
+@pytest.mark.parametrize("force", [True, False])
+def test_whitelistforcerelay_announces_a_whitelisted_peers_transaction_the_pool_already_has(
+        loop: asyncio.AbstractEventLoop, force: bool) -> None:
+    gateway, listener = FakePeer(0), FakePeer(1)
+    relay, pool = _relay(loop, [gateway], whitelist_force_relay=force)
+    gateway.whitelisted = True
+    tx = _tx(1)
+    pool.txs[tx.txid] = tx  # in the pool before `listener` connected: never queued for it
+    relay._peers = lambda: [gateway, listener]
+    for peer in (gateway, listener):
+        peer.remote.relay, peer.remote.version, peer.fee_filter = True, 70028, 0
+    loop.run_until_complete(relay.on_tx(gateway, tx))  # type: ignore[arg-type]
+    for peer in (gateway, listener):
+        relay.trickle(peer)  # type: ignore[arg-type]
+    assert _announced(listener, tx.txid) is force
+    assert not _announced(gateway, tx.txid)  # never back to the sender, which knows it
+
+
+def test_whitelistforcerelay_skips_dos_rejects_and_the_trickle_skips_what_the_pool_lacks(
+        loop: asyncio.AbstractEventLoop, caplog: pytest.LogCaptureFixture) -> None:
+    gateway, listener = FakePeer(0), FakePeer(1)
+    gateway.whitelisted = True
+    relay, pool = _relay(loop, [gateway, listener])
+    cheap, invalid = _tx(1), _tx(2)
+    pool.rejects[cheap.txid] = ValidationState.invalid("min relay fee not met")
+    pool.rejects[invalid.txid] = ValidationState.invalid("bad-txns-in-belowout", dos=100)
+    with caplog.at_level("INFO", logger="aipgd.net.txrelay"):
+        loop.run_until_complete(relay.on_tx(gateway, cheap))  # type: ignore[arg-type]
+        loop.run_until_complete(relay.on_tx(gateway, invalid))  # type: ignore[arg-type]
+    assert f"Force relaying tx {cheap.txid_hex} from whitelisted peer=0" in caplog.text
+    assert f"Not relaying invalid transaction {invalid.txid_hex} from whitelisted peer=0" in caplog.text
+    assert cheap.txid in relay._st(listener).to_send  # type: ignore[arg-type]
+    assert invalid.txid not in relay._st(listener).to_send  # type: ignore[arg-type]
+    # Core's SendMessages: "Not in the mempool anymore? don't bother sending it."
+    relay.trickle(listener)  # type: ignore[arg-type]
+    assert not any(isinstance(m, msg.Inv) for m in listener.sent)
+    assert gateway.misbehavior == 100  # scored as in Core; the ConnectionManager never bans the whitelist
+
+
+@pytest.mark.parametrize("force", [True, False])
+def test_whitelisted_peers_get_no_feefilter_only_under_whitelistforcerelay(
+        loop: asyncio.AbstractEventLoop, force: bool) -> None:
+    gateway = FakePeer(0)
+    gateway.whitelisted = True
+    relay, _ = _relay(loop, [gateway], whitelist_force_relay=force)
+    relay.trickle(gateway)  # type: ignore[arg-type]
+    assert (msg.FeeFilter(1000) in gateway.sent) is not force
