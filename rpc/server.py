@@ -1,10 +1,11 @@
 """The HTTP JSON-RPC server, a Node component (Core: httpserver.cpp, httprpc.cpp, -server options).
 
 Owns listening sockets (-rpcbind/-rpcport), the allow list (-rpcallowip), authentication, the
-request-size and idle limits, the worker threads (-rpcthreads) with a bounded queue (-rpcworkqueue,
-HTTP 503 when full), the warm-up state, and a clean stop that answers in-flight requests. Cheap
-methods run on the event loop; anything that reads disk or verifies signatures runs on a worker
-thread, so the loop never blocks. It must never touch chain internals: see rpc.interface.
+request-size limit and -rpcservertimeout (idle connections, slow requests), the worker threads
+(-rpcthreads) with a bounded queue (-rpcworkqueue, HTTP 503 when full), the warm-up state, and a
+clean stop that answers in-flight requests. Cheap methods run on the event loop; anything that reads
+disk or verifies signatures runs on a worker thread, so the loop never blocks. It must never touch
+chain internals: see rpc.interface.
 """
 
 from __future__ import annotations
