@@ -47,7 +47,7 @@ class RawPeer:
             if time.monotonic() > deadline:
                 raise AssertionError(f"no {command} from the node (got {self.received})")
             try:
-                self._receive()
+                self._receive(max(0.0, deadline - time.monotonic()))
             except AssertionError:
                 raise AssertionError(f"connection closed while waiting for {command}") from None
 
@@ -60,12 +60,27 @@ class RawPeer:
                 if accept(m):
                     return m
             seen = len(self.messages)
-            if time.monotonic() > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
                 raise AssertionError(f"no matching message from the node (got {self.received})")
-            self._receive()
+            # The socket's own timeout must not end the wait early (a quiet spell between two
+            # trickled announcements can outlast it): wait at most what is left of `timeout`.
+            self._receive(remaining)
 
-    def _receive(self) -> None:
-        data = self.sock.recv(65536)
+    def _receive(self, wait: float | None = None) -> None:
+        """Reads what the node sent; with `wait`, returns having read nothing after that many seconds
+        (instead of the socket's timeout error)."""
+        if wait is not None:
+            previous = self.sock.gettimeout()
+            self.sock.settimeout(max(wait, 0.001))
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                return
+            finally:
+                self.sock.settimeout(previous)
+        else:
+            data = self.sock.recv(65536)
         if not data:
             raise AssertionError("connection closed by the node")
         for command, payload in self.decoder.feed(data):
