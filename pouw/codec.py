@@ -7,6 +7,7 @@ checks raise `PouwError`; readers raise `DeserializationError`. It must never kn
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from enum import IntEnum
 from typing import Self, TypeVar
@@ -206,15 +207,16 @@ def invalid_object(what: str, start: int, exc: PouwError) -> DeserializationErro
     return DeserializationError(what, start, str(exc))
 
 
-class HashedObject:
+class HashedObject(ABC):
     """The id of a PoUW object: sha256d of `hashed_bytes()` (the canonical encoding, or for signed
     objects everything but the signatures), cached, shown reversed like a txid."""
 
     __slots__ = ()
     _cache: dict[str, bytes]
 
+    @abstractmethod
     def hashed_bytes(self) -> bytes:
-        raise NotImplementedError
+        """The bytes the id hashes."""
 
     @property
     def id(self) -> bytes:
