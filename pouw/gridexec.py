@@ -37,6 +37,7 @@ from pouw.gridws import (
     WorkerLost,
 )
 from pouw.jobspec import ChatInput, CompletionInput, JobSpec
+from pouw.queue import until_set
 from pouw.receipt import ExecutionFacts, FinishReason, Receipt, Timings, TokenOutput, Usage
 from pouw.router import ModelOffer, WorkerDirectory, WorkerInfo, WorkerLostError
 from pouw.signing import PouwKey, sign_receipt
@@ -114,8 +115,7 @@ class GridExecutor:
         return JobOutcome(signed, text=text)
 
     async def _cancel_on(self, stop: threading.Event, job_id: str) -> None:
-        while not stop.is_set():
-            await asyncio.sleep(0.05)
+        await until_set(stop)
         await self.pool.cancel(job_id)
 
 

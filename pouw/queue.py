@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = ["PRIORITY_FREE", "PRIORITY_PAID", "JobCancelledError", "JobHandle", "JobQueue", "JobState",
-           "JobTimeoutError", "QueueError", "QueueFullError", "QueueStats"]
+           "JobTimeoutError", "QueueError", "QueueFullError", "QueueStats", "until_set"]
 
 PRIORITY_PAID = 0
 PRIORITY_FREE = 1
@@ -269,6 +269,13 @@ class JobQueue:
                 del self._jobs[old.job_id]
         if not self._closed:
             self._dispatch()
+
+
+async def until_set(event: threading.Event, interval: float = 0.05) -> None:
+    """Returns once `event` (a job's stop event, set from any thread) is set; polls, since a
+    threading.Event cannot be awaited."""
+    while not event.is_set():
+        await asyncio.sleep(interval)
 
 
 def _consume_exception(future: asyncio.Future[Any]) -> None:

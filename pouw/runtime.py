@@ -38,7 +38,7 @@ from pouw.gossip import LocalAdvert, PouwGossip
 from pouw.gridexec import ApiKeyGridAuth, GridBridge, GridExecutor
 from pouw.gridws import GridWorkerPool
 from pouw.jobspec import JobSpec, Tier
-from pouw.queue import PRIORITY_FREE, PRIORITY_PAID, JobQueue
+from pouw.queue import PRIORITY_FREE, PRIORITY_PAID, JobQueue, until_set
 from pouw.receipt import Receipt
 from pouw.router import WorkerDirectory
 from pouw.signing import PouwKey
@@ -338,6 +338,5 @@ class PouwRuntime:
 
 async def _follow(source: threading.Event, target: threading.Event) -> None:
     """Sets `target` once `source` is set (a peer's cancel reaching the queued job)."""
-    while not source.is_set():
-        await asyncio.sleep(0.05)
+    await until_set(source)
     target.set()
