@@ -15,6 +15,7 @@ and never retry a streamed job on another worker once text has reached the reque
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -188,7 +189,9 @@ class JobGateway:
     async def _execute(self, spec: JobSpec, on_text: TextSink | None, priority: int,
                        trusted_only: bool) -> ApiResult:
         self.stats.submitted += 1
-        self.store.put_job(spec)
+        # The store syncs each write to disk: off the event loop.
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.store.put_job, spec)
         submitted = self._clock()
         streamed = False
 
@@ -244,7 +247,7 @@ class JobGateway:
         receipt = self._checked(outcome.receipt, spec, worker)
         if spec.tier is Tier.PAID:
             receipt = sign_requester_ack(receipt, self.key)
-        self.store.put_receipt(receipt)
+        await loop.run_in_executor(None, self.store.put_receipt, receipt)
         for listener in self.receipt_listeners:
             listener(spec, receipt)
         self.stats.completed += 1
@@ -274,7 +277,4 @@ class JobGateway:
     def get_receipt(self, receipt_id_hex: str) -> Receipt | None:
         rid = parse_id(receipt_id_hex)
         return None if rid is None else self.store.get_receipt(rid)
-
-    def cancel(self, job_id_hex: str) -> bool:
-        return self.queue.cancel(job_id_hex)
 
